@@ -1,0 +1,122 @@
+// Domain types for what the agent tells us. Consul's PascalCase JSON stays inside the
+// parsers in this folder (parse.ts); everything past them uses these camelCase shapes
+// and trusts them (STYLE §2).
+
+/** A spiffe:// URI as text, exactly as it appears in a certificate SAN. */
+export type SpiffeUri = string & { readonly __brand: "SpiffeUri" };
+
+/** `GET /v1/agent/connect/ca/roots` (spec §2). */
+export interface CaRoots {
+  activeRootId: string;
+  /** `<cluster-uuid>.consul`, lowercase; empty before Connect is bootstrapped. */
+  trustDomain: string;
+  roots: CaRoot[];
+}
+
+export interface CaRoot {
+  /** SHA-1 fingerprint, lowercase colon-hex. */
+  id: string;
+  name: string;
+  serialNumber: number;
+  signingKeyId: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** PEM of the root certificate. */
+  rootCertPem: string;
+  intermediateCertPems: string[];
+  active: boolean;
+}
+
+/** `GET /v1/agent/connect/ca/leaf/:service` (spec §3). */
+export interface LeafCert {
+  /** Lowercase colon-hex. */
+  serialNumber: string;
+  /** Leaf PEM followed by any intermediates. */
+  certPem: string;
+  /** EC PRIVATE KEY PEM. Never logged. */
+  privateKeyPem: string;
+  service: string;
+  serviceUri: SpiffeUri;
+  validAfter: Date;
+  validBefore: Date;
+  modifyIndex: number;
+}
+
+/** One upstream of a proxy registration (spec §6.1). */
+export interface Upstream {
+  destinationType: "service" | "prepared_query";
+  destinationName: string;
+  destinationNamespace: string;
+  datacenter: string;
+  localBindAddress: string;
+  localBindPort: number;
+  localBindSocketPath: string;
+  localBindSocketMode: string;
+  /** Opaque `Config` map; the sidecar reads `connect_timeout_ms` from it. */
+  config: Record<string, unknown>;
+}
+
+/** The `Proxy` block of a connect-proxy registration. */
+export interface ProxyConfig {
+  destinationServiceName: string;
+  destinationServiceId: string;
+  localServiceAddress: string;
+  localServicePort: number;
+  localServiceSocketPath: string;
+  mode: string;
+  /** Opaque `Config` map (built-in proxy keys: spec §6.1, §9.2). */
+  config: Record<string, unknown>;
+  upstreams: Upstream[];
+}
+
+/** `GET /v1/agent/service/:id` and the values of `/v1/agent/services` (spec §6.5, §6.6). */
+export interface AgentService {
+  kind: string; // "" for a typical service, "connect-proxy", ...
+  id: string;
+  service: string;
+  tags: string[];
+  meta: Record<string, string>;
+  address: string;
+  port: number;
+  socketPath: string;
+  datacenter: string;
+  proxy: ProxyConfig | undefined;
+  connectNative: boolean;
+  /** Present on `/v1/agent/service/:id` only. */
+  contentHash: string;
+}
+
+/** One entry of `/v1/health/connect/:service` or of a prepared query's `Nodes` (spec §7.1). */
+export interface HealthEntry {
+  node: { id: string; name: string; address: string; datacenter: string };
+  service: {
+    kind: string;
+    id: string;
+    service: string;
+    address: string;
+    port: number;
+    socketPath: string;
+    proxyDestinationServiceName: string;
+    connectNative: boolean;
+  };
+  checks: Array<{ checkId: string; status: "passing" | "warning" | "critical" | "maintenance" | string }>;
+}
+
+export interface Intention {
+  id: string;
+  sourceNs: string;
+  sourceName: string;
+  destinationNs: string;
+  destinationName: string;
+  action: "allow" | "deny" | "";
+  /** Number of L7 permissions; an intention with any is treated as deny by authorize. */
+  permissionCount: number;
+  precedence: number;
+  modifyIndex: number;
+}
+
+/** `POST /v1/agent/connect/authorize` (spec §4). */
+export interface AuthorizeResult {
+  authorized: boolean;
+  reason: string;
+}

@@ -1,0 +1,3 @@
+export { ok, fail, assertNever } from "./result.js";
+export type { Result } from "./result.js";
+export { ConfigError } from "./config-error.js";

@@ -1,3 +1,4 @@
 export { ok, fail, assertNever } from "./result.js";
 export type { Result } from "./result.js";
 export { ConfigError } from "./config-error.js";
+export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duration.js";

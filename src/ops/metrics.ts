@@ -1,0 +1,137 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+// Prometheus names follow the conventions: base units, `_total` counters, one `connect_sidecar_` prefix.
+// Label sets are bounded: listener names (public + one per upstream), reasons (string unions), upstream
+// instances (bounded by the catalog), agent endpoints (a fixed set of path templates). Never a peer address.
+const P = "connect_sidecar_";
+
+/** Creates every metric the sidecar exports on `registry` (a fresh one per sidecar; tests make their own). */
+export function createMetrics(registry: Registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: P });
+  const reg = [registry];
+  return {
+    registry,
+    connectionsAccepted: new Counter({
+      name: `${P}connections_accepted_total`,
+      help: "Connections accepted, per listener (public, or upstream:<name>).",
+      labelNames: ["listener"] as const,
+      registers: reg,
+    }),
+    connectionsActive: new Gauge({
+      name: `${P}connections_active`,
+      help: "Connections open now, per listener. accepted_total = closed_total + active.",
+      labelNames: ["listener"] as const,
+      registers: reg,
+    }),
+    connectionsClosed: new Counter({
+      name: `${P}connections_closed_total`,
+      help: "Connections closed, per listener and reason (a rejection reason, or how a proxied connection ended).",
+      labelNames: ["listener", "reason"] as const,
+      registers: reg,
+    }),
+    connectionsRejected: new Counter({
+      name: `${P}connections_rejected_total`,
+      help: "Connections refused before any byte reached the app or upstream, per listener and reason.",
+      labelNames: ["listener", "reason"] as const,
+      registers: reg,
+    }),
+    receivedBytes: new Counter({
+      name: `${P}received_bytes_total`,
+      help: "Bytes received from the accepting side's peer (downstream), per listener.",
+      labelNames: ["listener"] as const,
+      registers: reg,
+    }),
+    sentBytes: new Counter({
+      name: `${P}sent_bytes_total`,
+      help: "Bytes sent back to the accepting side's peer (downstream), per listener.",
+      labelNames: ["listener"] as const,
+      registers: reg,
+    }),
+    handshakeDuration: new Histogram({
+      name: `${P}tls_handshake_duration_seconds`,
+      help: "TLS handshake duration, per listener (public: as server; upstream: as client).",
+      labelNames: ["listener"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers: reg,
+    }),
+    authzDecisions: new Counter({
+      name: `${P}authz_decisions_total`,
+      help: "Authorization decisions by result (allow, denied, authz_unavailable) and source (cache, agent, stale).",
+      labelNames: ["result", "source"] as const,
+      registers: reg,
+    }),
+    authzCacheEntries: new Gauge({
+      name: `${P}authz_cache_entries`,
+      help: "Cached authorization decisions.",
+      registers: reg,
+    }),
+    connectionsRevoked: new Counter({
+      name: `${P}connections_revoked_total`,
+      help: "Live inbound connections closed because an intention change now denies their source.",
+      registers: reg,
+    }),
+    upstreamDialAttempts: new Counter({
+      name: `${P}upstream_dial_attempts_total`,
+      help: "Dials to upstream instances (TCP + TLS), per upstream and instance (host:port).",
+      labelNames: ["upstream", "instance"] as const,
+      registers: reg,
+    }),
+    upstreamDialFailures: new Counter({
+      name: `${P}upstream_dial_failures_total`,
+      help: "Failed dials to upstream instances, per upstream, instance and reason.",
+      labelNames: ["upstream", "instance", "reason"] as const,
+      registers: reg,
+    }),
+    upstreamEjections: new Counter({
+      name: `${P}upstream_ejections_total`,
+      help: "Times an upstream instance was ejected after repeated failures.",
+      labelNames: ["upstream", "instance"] as const,
+      registers: reg,
+    }),
+    upstreamHealthyInstances: new Gauge({
+      name: `${P}upstream_healthy_instances`,
+      help: "Healthy (passing, not ejected) instances known per upstream.",
+      labelNames: ["upstream"] as const,
+      registers: reg,
+    }),
+    certNotAfter: new Gauge({
+      name: `${P}certificate_not_after_timestamp_seconds`,
+      help: "NotAfter of the loaded leaf (kind=leaf) and of each trusted root (kind=root, id=fingerprint).",
+      labelNames: ["kind", "id"] as const,
+      registers: reg,
+    }),
+    certRotations: new Counter({
+      name: `${P}certificate_rotations_total`,
+      help: "Certificate material swapped in, by kind (leaf, roots).",
+      labelNames: ["kind"] as const,
+      registers: reg,
+    }),
+    certRejected: new Counter({
+      name: `${P}certificate_updates_rejected_total`,
+      help: "Certificate updates from the agent refused (previous material kept), by reason.",
+      labelNames: ["reason"] as const,
+      registers: reg,
+    }),
+    agentRequests: new Counter({
+      name: `${P}agent_requests_total`,
+      help: "HTTP requests to the Consul agent, by endpoint template and status (0 = no response).",
+      labelNames: ["endpoint", "status"] as const,
+      registers: reg,
+    }),
+    agentRequestDuration: new Histogram({
+      name: `${P}agent_request_duration_seconds`,
+      help: "Duration of non-blocking agent requests, by endpoint template.",
+      labelNames: ["endpoint"] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: reg,
+    }),
+    watchErrors: new Counter({
+      name: `${P}watch_errors_total`,
+      help: "Errors of blocking watches on the agent, by watch name.",
+      labelNames: ["watch"] as const,
+      registers: reg,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,10 @@
+export { parseSpiffeId, formatSpiffeId } from "./spiffe-id.js";
+export type { SpiffeId, ServiceSpiffeId, SpiffeParseError } from "./spiffe-id.js";
+export { checkMaterial } from "./material.js";
+export type { TlsMaterial, MaterialRejectReason } from "./material.js";
+export { createMaterialHolder } from "./material-holder.js";
+export type { MaterialHolder, MaterialHolderDeps } from "./material-holder.js";
+export { createCertStore } from "./cert-store.js";
+export type { CertStore } from "./cert-store.js";
+export { createPeerIdentifier } from "./peer-identity.js";
+export type { PeerIdentifier, PeerIdentity, PeerRejectReason } from "./peer-identity.js";

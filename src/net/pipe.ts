@@ -1,0 +1,161 @@
+import type { Socket } from "node:net";
+
+/** Why a piped connection ended: one string for the log line, the metric label and the test. */
+export type PipeCloseReason =
+  | "done" // both directions ended in order (FIN both ways)
+  | "client_reset" // the client side reset (ECONNRESET / EPIPE) or was destroyed under us
+  | "server_reset"
+  | "client_error" // any other error on the client side
+  | "server_error"
+  | "idle_timeout" // no byte either way for idleTimeoutMs
+  | "revoked" // the caller aborted with reason "revoked" (authorization withdrawn)
+  | "shutdown"; // the caller aborted for any other reason
+
+export interface PipeOptions {
+  /** Aborting ends both sockets at once; the reason is `signal.reason` when it is a PipeCloseReason, else "shutdown". */
+  signal?: AbortSignal;
+  /** End both sockets after this many ms with no byte either way. 0 or absent: no idle timeout. */
+  idleTimeoutMs?: number;
+}
+
+export interface PipeResult {
+  reason: PipeCloseReason;
+  bytesFromClient: number;
+  bytesFromServer: number;
+}
+
+const CLOSE_REASONS: ReadonlySet<string> = new Set<PipeCloseReason>([
+  "done", "client_reset", "server_reset", "client_error", "server_error", "idle_timeout", "revoked", "shutdown",
+]);
+// The idle timer ticks this many times per idleTimeoutMs, so silence is detected within +25%.
+const IDLE_TICKS = 4;
+
+/**
+ * Copies bytes both ways between `client` and `server` until both are closed, and resolves with
+ * why it ended and how many bytes each side sent. Never rejects.
+ *
+ * - Backpressure: a side is paused while the other's write() returns false and resumed on 'drain'.
+ * - Half-close: a side's 'end' ends the other's writable side; the pipe is "done" once both directions
+ *   ended and both sockets closed. Create sockets with `allowHalfOpen: true` for this to hold.
+ * - An error, a reset, an external destroy, the idle timeout or the signal destroys both sockets.
+ * - Every listener and timer it adds is removed before the promise resolves.
+ */
+export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Promise<PipeResult> {
+  return new Promise<PipeResult>((resolve) => {
+    let reason: PipeCloseReason | undefined;
+    let bytesFromClient = 0;
+    let bytesFromServer = 0;
+    let active = false; // a byte moved since the last idle tick
+    let silentTicks = 0;
+    let clientClosed = client.closed;
+    let serverClosed = server.closed;
+    const signal = opts.signal;
+
+    // First terminal event wins; destroying both then leads to two 'close' events and settle().
+    const finish = (r: PipeCloseReason): void => {
+      reason ??= r;
+      client.destroy();
+      server.destroy();
+    };
+
+    const onClientData = (chunk: Buffer): void => {
+      bytesFromClient += chunk.length;
+      active = true;
+      if (!server.write(chunk)) client.pause();
+    };
+    const onServerData = (chunk: Buffer): void => {
+      bytesFromServer += chunk.length;
+      active = true;
+      if (!client.write(chunk)) server.pause();
+    };
+    const onServerDrain = (): void => void client.resume();
+    const onClientDrain = (): void => void server.resume();
+
+    // Half-close: forward the FIN, and close a socket once it is done both ways.
+    const onClientEnd = (): void => {
+      if (!server.destroyed) server.end();
+      closeIfDone(client);
+    };
+    const onServerEnd = (): void => {
+      if (!client.destroyed) client.end();
+      closeIfDone(server);
+    };
+    const onClientFinish = (): void => closeIfDone(client);
+    const onServerFinish = (): void => closeIfDone(server);
+    const closeIfDone = (s: Socket): void => {
+      if (s.readableEnded && s.writableFinished) s.destroy();
+    };
+
+    const onClientError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "client_reset" : "client_error");
+    const onServerError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "server_reset" : "server_error");
+
+    const onClientClose = (): void => {
+      clientClosed = true;
+      // Closed without an orderly end both ways and without an error event: destroyed under us.
+      if (!(client.readableEnded && client.writableFinished)) finish("client_reset");
+      // It closed in order but the server has more to say: nobody can take it (a socket without allowHalfOpen).
+      else if (!serverClosed && !server.readableEnded) finish("done");
+      if (serverClosed) settle();
+    };
+    const onServerClose = (): void => {
+      serverClosed = true;
+      if (!(server.readableEnded && server.writableFinished)) finish("server_reset");
+      else if (!clientClosed && !client.readableEnded) finish("done");
+      if (clientClosed) settle();
+    };
+
+    const onAbort = (): void => {
+      const r: unknown = signal?.reason;
+      finish(typeof r === "string" && CLOSE_REASONS.has(r) ? (r as PipeCloseReason) : "shutdown");
+    };
+
+    const idleMs = opts.idleTimeoutMs ?? 0;
+    const idleTimer =
+      idleMs > 0
+        ? setInterval(() => {
+            if (active) {
+              active = false;
+              silentTicks = 0;
+            } else if (++silentTicks >= IDLE_TICKS) {
+              finish("idle_timeout");
+            }
+          }, Math.max(1, Math.floor(idleMs / IDLE_TICKS)))
+        : undefined;
+
+    const settle = (): void => {
+      if (idleTimer !== undefined) clearInterval(idleTimer);
+      signal?.removeEventListener("abort", onAbort);
+      client.off("data", onClientData).off("drain", onClientDrain).off("end", onClientEnd)
+        .off("finish", onClientFinish).off("error", onClientError).off("close", onClientClose);
+      server.off("data", onServerData).off("drain", onServerDrain).off("end", onServerEnd)
+        .off("finish", onServerFinish).off("error", onServerError).off("close", onServerClose);
+      resolve({ reason: reason ?? "done", bytesFromClient, bytesFromServer });
+    };
+
+    client.on("data", onClientData).on("drain", onClientDrain).on("end", onClientEnd)
+      .on("finish", onClientFinish).on("error", onClientError).on("close", onClientClose);
+    server.on("data", onServerData).on("drain", onServerDrain).on("end", onServerEnd)
+      .on("finish", onServerFinish).on("error", onServerError).on("close", onServerClose);
+    signal?.addEventListener("abort", onAbort, { once: true });
+
+    // Either side may already be gone (or the signal already aborted) by the time we are called.
+    if (clientClosed || serverClosed) {
+      finish(clientClosed ? "client_reset" : "server_reset");
+      if (clientClosed && serverClosed) return settle();
+      return;
+    }
+    if (signal?.aborted) return onAbort();
+    client.setNoDelay(true);
+    server.setNoDelay(true);
+    // A caller may have paused a socket (say, while authorizing); adding 'data' does not undo that.
+    client.resume();
+    server.resume();
+    // An end that was consumed before we attached will not be emitted again.
+    if (client.readableEnded) onClientEnd();
+    if (server.readableEnded) onServerEnd();
+  });
+}
+
+function isReset(err: NodeJS.ErrnoException): boolean {
+  return err.code === "ECONNRESET" || err.code === "EPIPE" || err.code === "ECONNABORTED";
+}

@@ -2,3 +2,6 @@ export { ok, fail, assertNever } from "./result.js";
 export type { Result } from "./result.js";
 export { ConfigError } from "./config-error.js";
 export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duration.js";
+export { parseHostPort, isLoopbackHost } from "./address.js";
+export { pipe } from "./pipe.js";
+export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";

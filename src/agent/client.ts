@@ -271,7 +271,7 @@ function parseGoDurationMs(text: string): number | undefined {
 async function readCapped(res: Dispatcher.ResponseData, maxBytes: number, label: string): Promise<string> {
   const declared = Number(res.headers["content-length"]);
   if (declared > maxBytes) {
-    res.body.destroy();
+    discard(res);
     throw new AgentError("bad_body", `${label}: body of ${declared} bytes exceeds the ${maxBytes}-byte limit`, {
       status: res.statusCode,
     });
@@ -281,12 +281,18 @@ async function readCapped(res: Dispatcher.ResponseData, maxBytes: number, label:
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > maxBytes) {
-      res.body.destroy();
+      discard(res);
       throw new AgentError("bad_body", `${label}: body exceeds the ${maxBytes}-byte limit`, { status: res.statusCode });
     }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, total).toString("utf8");
+}
+
+/** Drops a body we will not read; the connection is closed rather than drained. */
+function discard(res: Dispatcher.ResponseData): void {
+  res.body.on("error", () => undefined); // destroy() emits an AbortError nobody else listens for
+  res.body.destroy();
 }
 
 function transportError(label: string, err: unknown, signal: AbortSignal, callerSignal: AbortSignal | undefined): AgentError {

@@ -1,0 +1,38 @@
+import type { TlsOptions } from "node:tls";
+import type { TlsMaterial } from "../certs/index.js";
+
+// spec 9.4: TLS 1.2 suites are ECDHE with AES-GCM or ChaCha20-Poly1305 only (AEAD, forward secret).
+// TLS 1.3 suites are not listed, so OpenSSL's defaults (all AEAD) stay in force.
+export const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+// How long a client may resume a session (TLS 1.3 ticket, TLS 1.2 ticket) without a full handshake.
+export const SESSION_TIMEOUT_S = 300;
+
+/**
+ * The server TLS options for one set of material: the current leaf and chain, the current roots as
+ * client CAs, TLS ≥ 1.2 with AEAD suites, no ALPN (spec 9.4, issue #4466). `ticketKeys` (48 bytes)
+ * is shared by every context of a listener so that tickets survive a leaf rotation.
+ * Client certificates are requested but not enforced by OpenSSL: the listener checks them itself so
+ * that it can name the precise reason (RejectReason) in its log line and metric.
+ */
+export function serverTlsOptions(m: TlsMaterial, ticketKeys: Buffer): TlsOptions {
+  return {
+    key: m.key,
+    cert: m.certChain,
+    ca: m.ca,
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.2",
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    sessionTimeout: SESSION_TIMEOUT_S,
+    ticketKeys,
+  };
+}

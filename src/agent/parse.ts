@@ -22,7 +22,7 @@ type Obj = Record<string, unknown>;
 export function parseCaRoots(body: unknown): CaRoots {
   const o = asObject(body, "roots");
   return {
-    activeRootId: optString(o.ActiveRootID, "roots.ActiveRootID"),
+    activeRootId: optString(o.ActiveRootID, "roots.ActiveRootID").toLowerCase(),
     trustDomain: optString(o.TrustDomain, "roots.TrustDomain").toLowerCase(),
     // Go marshals an empty slice as null before Connect is bootstrapped.
     roots: optArray(o.Roots, "roots.Roots").map((r, i) => parseCaRoot(r, `roots.Roots[${i}]`)),

@@ -77,7 +77,7 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
 
     let value: T;
     try {
-      const res = await agent.request({ method: "GET", path: spec.path, query, signal, endpoint: spec.endpoint ?? spec.path });
+      const res = await agent.request({ method: "GET", path: spec.path, query, signal, endpoint: spec.endpoint });
       if (spec.mode === "index") {
         const got = res.index ?? 0;
         if (got < index) {

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import type { TLSSocket } from "node:tls";
 import { AgentError, createAgentClient } from "../../src/agent/index.js";
 import type { AgentConfig } from "../../src/agent/index.js";
+import { ConfigError } from "../../src/net/index.js";
 import {
   httpConfig,
   makePki,
@@ -296,4 +297,21 @@ test("an aborted signal ends a request with code aborted; close() ends blocking 
   await closed;
   await assert.rejects(agent.request({ method: "GET", path: "/v1/agent/self" }), isAgentError("aborted"));
   await agent.close(); // idempotent
+});
+
+test("an unreadable CA or client certificate file is a ConfigError at creation", async (t) => {
+  const pki = await makePki(t);
+  const address = { scheme: "https" as const, host: "127.0.0.1", port: 1, pathPrefix: "" };
+  assert.throws(
+    () => createAgentClient({ address, token: "", tls: { caFile: `${pki.files.dir}/missing.pem`, verify: true } }, { log: silentLog }),
+    (e: unknown) => e instanceof ConfigError && e.field === "ca-file",
+  );
+  assert.throws(
+    () =>
+      createAgentClient(
+        { address, token: "", tls: { certFile: pki.files.clientCert, keyFile: `${pki.files.dir}/nope`, verify: true } },
+        { log: silentLog },
+      ),
+    (e: unknown) => e instanceof ConfigError && e.field === "client-key",
+  );
 });

@@ -12,7 +12,14 @@ import { AgentError, authorize, intentionMatchWatch, watch } from "../agent/inde
 import type { AgentClient, Intention, SpiffeUri } from "../agent/index.js";
 import { ConfigError } from "../net/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
-import { createDecisionCounts, decisionSlot, SLOT_ALLOW_CACHE, SLOT_DENIED_CACHE } from "./decision-counts.js";
+import {
+  createDecisionCounts,
+  decisionSlot,
+  SLOT_ALLOW_CACHE,
+  SLOT_ALLOW_STALE,
+  SLOT_DENIED_CACHE,
+  SLOT_DENIED_STALE,
+} from "./decision-counts.js";
 import type { DecisionSource } from "./decision-counts.js";
 import type { Verdict } from "./verdict.js";
 
@@ -155,7 +162,10 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
     const t = now();
     if (!servable(src, e, t)) return undefined;
     e.usedMs = t;
-    pending[e.verdict === "allow" ? SLOT_ALLOW_CACHE : SLOT_DENIED_CACHE]! += 1;
+    // While the watch fails, a hit is not known to be current: count it as stale.
+    const allow = e.verdict === "allow";
+    const slot = health === "failing" ? (allow ? SLOT_ALLOW_STALE : SLOT_DENIED_STALE) : allow ? SLOT_ALLOW_CACHE : SLOT_DENIED_CACHE;
+    pending[slot]! += 1;
     return e.verdict;
   }
 

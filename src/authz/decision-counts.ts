@@ -15,9 +15,11 @@ export function decisionSlot(result: Verdict, source: DecisionSource): number {
   return RESULTS.indexOf(result) * SOURCES.length + SOURCES.indexOf(source);
 }
 
-/** Slots of the two cache-hit outcomes, used by `peek` without any lookup. */
+/** Slots of the cache-hit outcomes, used by `peek` without any lookup. */
 export const SLOT_ALLOW_CACHE = decisionSlot("allow", "cache");
 export const SLOT_DENIED_CACHE = decisionSlot("denied", "cache");
+export const SLOT_ALLOW_STALE = decisionSlot("allow", "stale");
+export const SLOT_DENIED_STALE = decisionSlot("denied", "stale");
 
 export interface DecisionCounts {
   /** Counts per slot since the last flush; the hot path increments these directly. */

@@ -51,7 +51,7 @@ export interface AgentClient {
 
 export interface AgentClientDeps {
   log: Logger;
-  /** Called once per request; `status` is 0 when the agent gave no HTTP answer. */
+  /** Called once per answered or failed request; `status` is 0 when the agent gave no HTTP answer. Not called for aborted requests. */
   onRequest?: (endpoint: string, status: number, seconds: number) => void;
   now?: () => number;
 }
@@ -133,7 +133,7 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
         bodyTimeout: timeoutMs,
       });
     } catch (err) {
-      report(endpoint, 0, start);
+      if (!signal.aborted) report(endpoint, 0, start); // an abort says nothing about the agent
       throw transportError(label, err, signal, req.signal);
     }
     lastContact = now();

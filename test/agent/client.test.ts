@@ -282,7 +282,8 @@ test("an aborted signal ends a request with code aborted; close() ends blocking 
   const server = await startHttpServer(t, () => {
     /* never answers */
   });
-  const agent = createAgentClient(httpConfig(server), { log: silentLog });
+  const reported: number[] = [];
+  const agent = createAgentClient(httpConfig(server), { log: silentLog, onRequest: (_e, status) => reported.push(status) });
   t.after(() => agent.destroy());
   const ctl = new AbortController();
   const pending = agent.request({ method: "GET", path: "/v1/agent/self", signal: ctl.signal });
@@ -297,6 +298,7 @@ test("an aborted signal ends a request with code aborted; close() ends blocking 
   await closed;
   await assert.rejects(agent.request({ method: "GET", path: "/v1/agent/self" }), isAgentError("aborted"));
   await agent.close(); // idempotent
+  assert.deepEqual(reported, [], "aborted requests are not reported as agent failures");
 });
 
 test("an unreadable CA or client certificate file is a ConfigError at creation", async (t) => {

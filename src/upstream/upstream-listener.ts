@@ -1,0 +1,379 @@
+// One outbound listener: a plain local socket whose connections are carried over mTLS to a healthy
+// instance of the upstream. A connection's life is serveUpstream(), read top to bottom (STYLE §3).
+import { unlinkSync } from "node:fs";
+import { chmod, lstat, unlink } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { AgentClient } from "../agent/index.js";
+import type { CertStore } from "../certs/index.js";
+import { pipe, type PipeCloseReason, type Result } from "../net/index.js";
+import type { Logger, Metrics } from "../ops/index.js";
+import { dialInstance, type ClientTls, type ClientTlsContext, type DialFailure } from "./client-tls.js";
+import { startDiscovery, type Discovery } from "./discovery.js";
+import { createInstanceSet, type Instance, type InstanceSet } from "./instance-set.js";
+import { formatHostPort, type UpstreamSpec } from "./upstream-config.js";
+
+/** Why a connection was refused before any byte reached an instance. */
+export type UpstreamRejectReason =
+  | "no_healthy_instances" // discovery knows no instance to try
+  | "certs_not_ready" // our leaf and roots did not arrive within connect_timeout_ms
+  | "discovery_unavailable" // the first discovery result did not arrive within connect_timeout_ms
+  | "client_gone" // the client went away while we were connecting
+  | "shutdown" // the listener was destroyed while we were connecting
+  | DialFailure; // the last dial failure, when every candidate failed or the budget ran out
+
+/** How an upstream connection ended: refused (above), or how the proxied connection closed. */
+export type UpstreamCloseReason = UpstreamRejectReason | PipeCloseReason;
+
+type Child<K extends keyof Metrics> = Metrics[K] extends { labels(...a: string[]): infer C } ? C : never;
+
+/** Everything about one upstream's destination that a connection needs; replaced when the destination changes. */
+export interface Route {
+  /** Mutable: a change of timeout or socket mode only swaps the spec. */
+  spec: UpstreamSpec;
+  readonly instances: InstanceSet;
+  readonly discovery: Discovery;
+  readonly accepted: Child<"connectionsAccepted">;
+  readonly active: Child<"connectionsActive">;
+  readonly receivedBytes: Child<"receivedBytes">;
+  readonly sentBytes: Child<"sentBytes">;
+  readonly handshake: Child<"handshakeDuration">;
+  /** Counter children per reason, bound on first use (bounded by the reason union). */
+  readonly closedBy: Map<string, Child<"connectionsClosed">>;
+  readonly rejectedBy: Map<string, Child<"connectionsRejected">>;
+}
+
+export interface RouteDeps {
+  agent: AgentClient;
+  log: Logger;
+  metrics: Metrics;
+  now: () => number;
+  localDatacenter: string;
+  random?: () => number;
+}
+
+/** Creates the route for `spec` and starts its discovery; close it with closeRoute. */
+export function createRoute(spec: UpstreamSpec, deps: RouteDeps): Route {
+  const u = spec.upstream;
+  const label = spec.listenerLabel;
+  const instances = createInstanceSet(
+    u.destinationName,
+    {
+      namespace: u.destinationNamespace === "" ? "default" : u.destinationNamespace,
+      datacenter: u.datacenter !== "" ? u.datacenter : deps.localDatacenter,
+    },
+    { metrics: deps.metrics, now: deps.now, ...(deps.random ? { random: deps.random } : {}) },
+  );
+  return {
+    spec,
+    instances,
+    discovery: startDiscovery(spec, instances, { agent: deps.agent, log: deps.log, now: deps.now }),
+    accepted: deps.metrics.connectionsAccepted.labels(label),
+    active: deps.metrics.connectionsActive.labels(label),
+    receivedBytes: deps.metrics.receivedBytes.labels(label),
+    sentBytes: deps.metrics.sentBytes.labels(label),
+    handshake: deps.metrics.handshakeDuration.labels(label),
+    closedBy: new Map(),
+    rejectedBy: new Map(),
+  };
+}
+
+/** Stops a route's discovery. Connections already using it carry on. */
+export function closeRoute(route: Route): void {
+  route.discovery.close();
+}
+
+/** What the caller logs and counts once a connection ends. Filled in by serveUpstream. */
+interface ConnRecord {
+  startMs: number;
+  instance: string;
+  detail: string;
+  proxied: boolean;
+  bytesFromClient: number;
+  bytesFromServer: number;
+}
+
+interface ConnCtx {
+  certs: CertStore;
+  tls: ClientTls;
+  /** Aborts every connection of this listener (destroy). */
+  shutdown: AbortSignal;
+  metrics: Metrics;
+}
+
+type Connected = { sock: TLSSocket; inst: Instance };
+
+/**
+ * One client connection, top to bottom: connect (certs, discovery, dials with failover), then
+ * pipe. Returns why it ended; never rejects.
+ */
+async function serveUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: ConnRecord): Promise<UpstreamCloseReason> {
+  const up = await connectUpstream(client, route, ctx, rec);
+  if (!up.ok) return up.reason;
+  const { sock, inst } = up.value;
+  rec.instance = inst.address;
+  rec.proxied = true;
+  inst.active++;
+  const r = await pipe(client, sock, { signal: ctx.shutdown });
+  inst.active--;
+  rec.bytesFromClient = r.bytesFromClient;
+  rec.bytesFromServer = r.bytesFromServer;
+  return r.reason;
+}
+
+/**
+ * The connect phase, bounded by connect_timeout_ms from accept: our certs (spec §9.8, issue 12286:
+ * wait rather than fail), the first discovery result, then dials until one completes mTLS with the
+ * expected identity. Aborted when the client goes away or the listener is destroyed.
+ */
+async function connectUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: ConnRecord): Promise<Result<Connected, UpstreamRejectReason>> {
+  const deadlineMs = rec.startMs + route.spec.connectTimeoutMs;
+  const stop = new AbortController();
+  const onClientClose = (): void => stop.abort("client_gone");
+  const onShutdown = (): void => stop.abort("shutdown");
+  client.once("close", onClientClose);
+  ctx.shutdown.addEventListener("abort", onShutdown, { once: true });
+  if (ctx.shutdown.aborted) onShutdown();
+  try {
+    const tls = ctx.tls.current() ?? (await waitForCerts(ctx, stop.signal, deadlineMs - performance.now()));
+    if (tls === undefined) return fail(stop.signal.aborted ? abortReason(stop.signal) : "certs_not_ready");
+    if (route.discovery.state() === "pending") {
+      const known = await waitFor(route.discovery.firstResult, deadlineMs - performance.now(), stop.signal);
+      if (!known) return fail(stop.signal.aborted ? abortReason(stop.signal) : "discovery_unavailable");
+    }
+    return await dialWithFailover(route, tls, stop.signal, deadlineMs, rec, ctx.metrics);
+  } finally {
+    client.off("close", onClientClose);
+    ctx.shutdown.removeEventListener("abort", onShutdown);
+  }
+}
+
+/**
+ * Dials candidates until one succeeds. Each attempt gets half the remaining budget while other
+ * candidates remain (a black-holed instance must not eat it all), else all of it. A failure counts
+ * against the instance (ejection) and asks discovery for a refresh.
+ */
+async function dialWithFailover(
+  route: Route,
+  tls: ClientTlsContext,
+  signal: AbortSignal,
+  deadlineMs: number,
+  rec: ConnRecord,
+  metrics: Metrics,
+): Promise<Result<Connected, UpstreamRejectReason>> {
+  const tried: Instance[] = [];
+  let last: UpstreamRejectReason = "no_healthy_instances";
+  for (;;) {
+    const inst = route.instances.pick(tried);
+    if (inst === undefined) return fail(last);
+    const remainingMs = deadlineMs - performance.now();
+    if (remainingMs < 1) return fail("connect_timeout");
+    tried.push(inst);
+    const othersLeft = route.instances.size() > tried.length;
+    const attempt = await dialInstance(inst, tls, {
+      timeoutMs: Math.ceil(othersLeft ? remainingMs / 2 : remainingMs),
+      signal,
+      onHandshake: (s) => route.handshake.observe(s),
+    });
+    if (attempt.ok) {
+      route.instances.recordSuccess(inst);
+      return { ok: true, value: { sock: attempt.value, inst } };
+    }
+    if (signal.aborted) return fail(abortReason(signal)); // not the instance's fault
+    last = attempt.reason;
+    rec.instance = inst.address;
+    rec.detail = attempt.detail;
+    metrics.upstreamDialFailures.labels(route.spec.upstream.destinationName, inst.address, last).inc();
+    route.instances.recordFailure(inst);
+    route.discovery.refresh();
+  }
+}
+
+async function waitForCerts(ctx: ConnCtx, signal: AbortSignal, ms: number): Promise<ClientTlsContext | undefined> {
+  if (ms < 1 || signal.aborted) return undefined;
+  try {
+    await ctx.certs.ready(AbortSignal.any([signal, AbortSignal.timeout(ms)]));
+  } catch {
+    return undefined;
+  }
+  return ctx.tls.current();
+}
+
+/** Resolves true when `p` settles within `ms`, false on timeout or abort. */
+function waitFor(p: Promise<void>, ms: number, signal: AbortSignal): Promise<boolean> {
+  if (ms < 1 || signal.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const done = (v: boolean): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(v);
+    };
+    const onAbort = (): void => done(false);
+    const timer = setTimeout(onAbort, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(() => done(true), onAbort);
+  });
+}
+
+function abortReason(signal: AbortSignal): "client_gone" | "shutdown" {
+  return signal.reason === "client_gone" ? "client_gone" : "shutdown";
+}
+
+function fail<R extends string>(reason: R): { ok: false; reason: R } {
+  return { ok: false, reason };
+}
+
+function ignore(): void {}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface UpstreamListenerDeps {
+  certs: CertStore;
+  tls: ClientTls;
+  log: Logger;
+  metrics: Metrics;
+  logConnections: boolean;
+}
+
+/** A bound upstream listener. Its route (destination) can be swapped without touching the socket. */
+export interface UpstreamListener {
+  readonly bindKey: string;
+  /** Connections accepted from now on use this route. */
+  route: Route;
+  /** "127.0.0.1:9191" or "unix:/path", with the real port when bound to port 0. */
+  address(): string;
+  /** The bound TCP port (0 for a unix socket). */
+  port(): number;
+  activeCount(): number;
+  /** Re-applies the socket mode after a spec change (unix sockets only). */
+  applySocketMode(): Promise<void>;
+  /** Stops accepting; resolves when live connections have ended. Idempotent. */
+  close(): Promise<void>;
+  /** Ends every live connection now. */
+  destroy(): void;
+}
+
+/**
+ * Binds the listener for `route` (TCP, or a unix socket chmod-ed to LocalBindSocketMode; a stale
+ * socket file is replaced). Rejects with the bind error (EADDRINUSE, EACCES, …).
+ */
+export async function startUpstreamListener(route: Route, deps: UpstreamListenerDeps): Promise<UpstreamListener> {
+  const bind = route.spec.bind;
+  const shutdown = new AbortController();
+  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics };
+  let live = 0;
+  let closing: Promise<void> | undefined;
+  let onIdle: (() => void) | undefined;
+
+  const server: Server = createServer({ allowHalfOpen: true, noDelay: true });
+  const self: UpstreamListener = {
+    bindKey: route.spec.bindKey,
+    route,
+    address() {
+      if (bind.kind === "unix") return `unix:${bind.path}`;
+      return formatHostPort(bind.host, self.port());
+    },
+    port() {
+      const a = server.address();
+      return a !== null && typeof a === "object" ? a.port : 0;
+    },
+    activeCount: () => live,
+    async applySocketMode() {
+      const b = self.route.spec.bind;
+      if (b.kind === "unix" && b.mode !== undefined) await chmod(b.path, b.mode);
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close();
+        if (bind.kind === "unix") unlinkQuietly(bind.path); // new clients get ENOENT, not a dead socket
+        if (live === 0) return resolve();
+        onIdle = resolve;
+      });
+      return closing;
+    },
+    destroy() {
+      void self.close();
+      shutdown.abort("shutdown");
+    },
+  };
+
+  const finishConnection = (client: Socket, r: Route, rec: ConnRecord, reason: UpstreamCloseReason): void => {
+    if (!client.destroyed) client.destroy(); // refused: closed at once, never left hanging
+    r.active.dec();
+    bump(r.closedBy, reason, () => deps.metrics.connectionsClosed.labels(r.spec.listenerLabel, reason));
+    if (!rec.proxied) bump(r.rejectedBy, reason, () => deps.metrics.connectionsRejected.labels(r.spec.listenerLabel, reason));
+    if (rec.bytesFromClient > 0) r.receivedBytes.inc(rec.bytesFromClient);
+    if (rec.bytesFromServer > 0) r.sentBytes.inc(rec.bytesFromServer);
+    const line = {
+      listener: r.spec.listenerLabel,
+      client: client.remoteAddress === undefined ? "local" : formatHostPort(client.remoteAddress, client.remotePort ?? 0),
+      instance: rec.instance || undefined,
+      durationMs: Math.round(performance.now() - rec.startMs),
+      bytesFromClient: rec.bytesFromClient,
+      bytesFromServer: rec.bytesFromServer,
+      reason,
+      detail: rec.detail || undefined,
+    };
+    // Refusals are always worth a line; proxied connections only when connection logging is on.
+    if (!rec.proxied) deps.log.warn(line, "upstream connection refused");
+    else if (deps.logConnections) deps.log.info(line, "upstream connection closed");
+    if (--live === 0 && onIdle) onIdle();
+  };
+
+  server.on("connection", (client: Socket) => {
+    const r = self.route;
+    client.on("error", ignore); // permanent: pipe reports errors; a late one must not crash us
+    live++;
+    r.accepted.inc();
+    r.active.inc();
+    const rec: ConnRecord = { startMs: performance.now(), instance: "", detail: "", proxied: false, bytesFromClient: 0, bytesFromServer: 0 };
+    serveUpstream(client, r, ctx, rec).then(
+      (reason) => finishConnection(client, r, rec, reason),
+      (err: unknown) => {
+        deps.log.error({ err, listener: r.spec.listenerLabel }, "upstream connection failed unexpectedly");
+        finishConnection(client, r, rec, "client_error");
+      },
+    );
+  });
+
+  if (bind.kind === "unix") await removeStaleSocket(bind.path);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    const opts = bind.kind === "tcp" ? { host: bind.host, port: bind.port } : { path: bind.path };
+    server.listen(opts, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (err) => deps.log.error({ err, listener: route.spec.listenerLabel }, "upstream listener error"));
+  try {
+    await self.applySocketMode();
+  } catch (err) {
+    await self.close();
+    throw err;
+  }
+  return self;
+}
+
+/** A socket file left by a previous process would make listen() fail with EADDRINUSE. */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if ((await lstat(path)).isSocket()) await unlink(path);
+  } catch {
+    // absent, or not ours to remove: listen() reports the real problem
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path); // sync: a later listener on the same path must not lose its socket to us
+  } catch {
+    // already gone
+  }
+}
+
+function bump<C extends { inc(): void }>(cache: Map<string, C>, reason: string, make: () => C): void {
+  let c = cache.get(reason);
+  if (c === undefined) cache.set(reason, (c = make()));
+  c.inc();
+}

@@ -102,7 +102,7 @@ function ap(partition: string): string {
 }
 
 function esc(segment: string): string {
-  return encodeURIComponent(segment);
+  return encodeURIComponent(segment.toWellFormed()); // a lone surrogate would make it throw
 }
 
 /**

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test, type TestContext } from "node:test";
+import tls from "node:tls";
+import { pipe } from "../../src/net/index.js";
+import { makeCa } from "../certs/fixtures.js";
+
+const MiB = 1024 * 1024;
+
+/** Two connected TCP sockets on 127.0.0.1 (both allowHalfOpen), destroyed when the test ends. */
+async function socketPair(t: TestContext): Promise<[dialer: net.Socket, accepted: net.Socket]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  const accepted = once(server, "connection") as Promise<[net.Socket]>;
+  const dialer = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  const [[acc]] = await Promise.all([accepted, once(dialer, "connect")]);
+  server.close();
+  t.after(() => {
+    dialer.destroy();
+    acc.destroy();
+  });
+  return [dialer, acc];
+}
+
+/**
+ * outerClient ⇄ proxyIn ═pipe═ proxyOut ⇄ outerServer. The outer sockets get an error listener so
+ * that a reset they see is recorded rather than thrown.
+ */
+async function topology(t: TestContext) {
+  const [outerClient, proxyIn] = await socketPair(t);
+  const [proxyOut, outerServer] = await socketPair(t);
+  const outerErrors: string[] = [];
+  outerClient.on("error", (e: NodeJS.ErrnoException) => outerErrors.push(`client:${e.code}`));
+  outerServer.on("error", (e: NodeJS.ErrnoException) => outerErrors.push(`server:${e.code}`));
+  return { outerClient, proxyIn, proxyOut, outerServer, outerErrors };
+}
+
+/** Reads a socket to its end; resolves with the byte count and sha256 of what arrived. */
+function drain(sock: net.Socket): Promise<{ bytes: number; sha256: string; text: string }> {
+  const h = createHash("sha256");
+  let bytes = 0;
+  let text = "";
+  sock.on("data", (c: Buffer) => {
+    h.update(c);
+    bytes += c.length;
+    if (text.length < 256) text += c.toString("latin1");
+  });
+  return once(sock, "end").then(() => ({ bytes, sha256: h.digest("hex"), text }));
+}
+
+/** Resolves when the peer's FIN arrives (outer sockets are half-open, so they do not close by themselves). */
+const ended = (sock: net.Socket): Promise<unknown> => {
+  const e = once(sock, "end");
+  sock.resume();
+  return e;
+};
+const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+const EVENTS = ["data", "end", "finish", "error", "close", "drain"] as const;
+const listenerCounts = (s: net.Socket): number[] => EVENTS.map((e) => s.listenerCount(e));
+
+test("pipe copies megabytes both ways unchanged and ends 'done' when both sides end", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const before = [listenerCounts(proxyIn), listenerCounts(proxyOut)];
+  const up = randomBytes(4 * MiB + 17);
+  const down = randomBytes(3 * MiB + 5);
+
+  const piped = pipe(proxyIn, proxyOut);
+  const atServer = drain(outerServer);
+  const atClient = drain(outerClient);
+  outerClient.end(up);
+  outerServer.end(down);
+
+  const [result, gotUp, gotDown] = await Promise.all([piped, atServer, atClient]);
+  assert.deepEqual(result, { reason: "done", bytesFromClient: up.length, bytesFromServer: down.length });
+  assert.equal(gotUp.sha256, sha256(up));
+  assert.equal(gotDown.sha256, sha256(down));
+  assert.ok(proxyIn.destroyed && proxyOut.destroyed);
+  assert.deepEqual([listenerCounts(proxyIn), listenerCounts(proxyOut)], before, "pipe left listeners behind");
+});
+
+test("a client half-close reaches the server, which can still answer before it ends", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut);
+  const atClient = drain(outerClient);
+
+  outerClient.end("request");
+  const req = await drain(outerServer); // the server sees the client's FIN...
+  assert.equal(req.text, "request");
+  outerServer.write("response, "); // ...and still talks
+  outerServer.end("bye");
+
+  const [result, res] = await Promise.all([piped, atClient]);
+  assert.equal(res.text, "response, bye");
+  assert.deepEqual(result, { reason: "done", bytesFromClient: 7, bytesFromServer: 13 });
+});
+
+test("a server half-close reaches the client, which can still send before it ends", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut);
+  const atServer = drain(outerServer);
+
+  outerServer.end("banner");
+  const banner = await drain(outerClient);
+  assert.equal(banner.text, "banner");
+  outerClient.end("late words");
+
+  const [result, got] = await Promise.all([piped, atServer]);
+  assert.equal(got.text, "late words");
+  assert.deepEqual(result, { reason: "done", bytesFromClient: 10, bytesFromServer: 6 });
+});
+
+test("a reset from the client ends both sides with reason client_reset", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut);
+  outerClient.write("hello");
+  await once(outerServer, "data");
+  const serverEnded = ended(outerServer);
+  outerClient.resetAndDestroy();
+
+  const result = await piped;
+  assert.equal(result.reason, "client_reset");
+  assert.equal(result.bytesFromClient, 5);
+  await serverEnded; // the other side was ended too
+  assert.ok(proxyIn.destroyed && proxyOut.destroyed);
+});
+
+test("a reset from the server ends both sides with reason server_reset", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut);
+  outerServer.write("hi");
+  await once(outerClient, "data");
+  const clientEnded = ended(outerClient);
+  outerServer.resetAndDestroy();
+
+  const result = await piped;
+  assert.equal(result.reason, "server_reset");
+  assert.equal(result.bytesFromServer, 2);
+  await clientEnded;
+});
+
+test("a socket destroyed under the pipe ends the other side too", async (t) => {
+  const { outerClient, proxyIn, proxyOut } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut);
+  const clientEnded = ended(outerClient);
+  proxyOut.destroy();
+  assert.equal((await piped).reason, "server_reset");
+  await clientEnded;
+});
+
+test("a slow reader holds the writer back: the pipe's buffers stay bounded while 50 MB pass", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const total = 50 * MiB;
+  let maxBuffered = 0;
+  const sample = (): void => void (maxBuffered = Math.max(maxBuffered, proxyIn.readableLength + proxyOut.writableLength));
+  proxyIn.on("data", sample); // an observer: sees each chunk right after the pipe forwarded it
+  const piped = pipe(proxyIn, proxyOut);
+
+  // The writer pushes as fast as its own backpressure allows.
+  const chunk = randomBytes(256 * 1024);
+  const writer = (async () => {
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      if (!outerClient.write(chunk)) await once(outerClient, "drain");
+    }
+    outerClient.end();
+  })();
+
+  // The reader takes at most 4 KiB per turn of the event loop, far slower than the writer.
+  outerServer.pause();
+  let received = 0;
+  let ended = false;
+  outerServer.once("end", () => (ended = true));
+  while (!ended) {
+    const c = outerServer.read(4096) as Buffer | null;
+    if (c !== null) received += c.length;
+    else if (outerServer.readableLength > 0) received += (outerServer.read() as Buffer).length;
+    else if (!outerServer.readableEnded) await Promise.race([once(outerServer, "readable"), once(outerServer, "end")]);
+    sample();
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  outerServer.end();
+  await writer;
+  const result = await piped;
+
+  assert.equal(received, total);
+  assert.deepEqual(result, { reason: "done", bytesFromClient: total, bytesFromServer: 0 });
+  // Without backpressure the pipe would hold tens of MB here; with it, about one high-water mark each.
+  assert.ok(maxBuffered < 2 * MiB, `pipe buffered ${maxBuffered} bytes`);
+  if (process.env.PIPE_TEST_DEBUG) console.log({ maxBuffered });
+});
+
+test("no bytes either way for idleTimeoutMs ends both sides with reason idle_timeout", async (t) => {
+  const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+  const piped = pipe(proxyIn, proxyOut, { idleTimeoutMs: 40 });
+  outerClient.write("ping");
+  await once(outerServer, "data");
+  const closed = Promise.all([ended(outerClient), ended(outerServer)]);
+  assert.deepEqual(await piped, { reason: "idle_timeout", bytesFromClient: 4, bytesFromServer: 0 });
+  await closed;
+});
+
+test("aborting ends both sides with the signal's reason when it is a close reason, else 'shutdown'", async (t) => {
+  for (const [abortWith, expected] of [["revoked", "revoked"], [undefined, "shutdown"], ["whatever", "shutdown"]] as const) {
+    const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
+    const before = [listenerCounts(proxyIn), listenerCounts(proxyOut)];
+    const ac = new AbortController();
+    const piped = pipe(proxyIn, proxyOut, { signal: ac.signal, idleTimeoutMs: 60_000 });
+    const closed = Promise.all([ended(outerClient), ended(outerServer)]);
+    ac.abort(abortWith);
+    assert.equal((await piped).reason, expected);
+    await closed;
+    assert.deepEqual([listenerCounts(proxyIn), listenerCounts(proxyOut)], before);
+  }
+});
+
+test("an already aborted signal or an already closed socket settles at once", async (t) => {
+  {
+    const { proxyIn, proxyOut } = await topology(t);
+    assert.equal((await pipe(proxyIn, proxyOut, { signal: AbortSignal.abort("shutdown") })).reason, "shutdown");
+    assert.ok(proxyIn.destroyed && proxyOut.destroyed);
+  }
+  {
+    const { proxyIn, proxyOut } = await topology(t);
+    proxyIn.destroy();
+    await once(proxyIn, "close");
+    assert.equal((await pipe(proxyIn, proxyOut)).reason, "client_reset");
+    assert.ok(proxyOut.destroyed);
+  }
+});
+
+test("pipe joins a TLS socket to a unix socket, half-close and all", async (t) => {
+  const ca = await makeCa();
+  const leaf = await ca.issueLeaf({ service: "web" });
+  const dir = mkdtempSync(join(tmpdir(), "pipe-test-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sockPath = join(dir, "app.sock");
+
+  // The "app": a unix socket server that answers with what it heard, after the client's FIN.
+  const app = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => {});
+    void drain(s).then((got) => s.end(`heard ${got.bytes} bytes: ${got.sha256}`));
+  });
+  app.listen(sockPath);
+  await once(app, "listening");
+  t.after(() => app.close());
+
+  let piped: Promise<Awaited<ReturnType<typeof pipe>>> | undefined;
+  const front = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem, allowHalfOpen: true } as tls.TlsOptions, (sock) => {
+    const back = net.connect({ path: sockPath, allowHalfOpen: true });
+    piped = pipe(sock, back);
+  });
+  front.listen(0, "127.0.0.1");
+  await once(front, "listening");
+  t.after(() => front.close());
+
+  const body = randomBytes(MiB + 3);
+  const client = tls.connect({
+    port: (front.address() as net.AddressInfo).port,
+    host: "127.0.0.1",
+    ca: ca.certPem,
+    checkServerIdentity: () => undefined, // no DNS names in Connect leaves
+  });
+  t.after(() => client.destroy());
+  await once(client, "secureConnect");
+  const answer = drain(client);
+  client.end(body);
+  const got = await answer;
+  assert.equal(got.text, `heard ${body.length} bytes: ${sha256(body)}`);
+  const result = await piped!;
+  assert.equal(result.reason, "done");
+  assert.equal(result.bytesFromClient, body.length);
+  assert.equal(result.bytesFromServer, got.bytes);
+});

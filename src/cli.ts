@@ -1,0 +1,452 @@
+#!/usr/bin/env node
+// connect-sidecar: `proxy` (Consul's `consul connect proxy` flags), `dev-agent` and `demo`.
+// Flags are parsed here, validated into options, and handed to the module that runs them.
+// Every flag error names the flag and the fix, and exits 2 without a stack trace.
+import { readFileSync } from "node:fs";
+import yargs, { type Argv } from "yargs";
+import { resolveAgentConfig } from "./agent/index.js";
+import { ConfigError, parseGoDuration, parseHostPort } from "./net/index.js";
+import { createLogger, createMetrics, type Logger } from "./ops/index.js";
+import type { DevAgentOptions } from "./dev-agent/index.js";
+import type { SidecarOptions, ProxySource } from "./sidecar/index.js";
+import type { DemoOptions } from "./demo/index.js";
+import { parseUpstreamFlag } from "./upstream/index.js";
+
+/** Exit codes: 0 clean, 1 runtime failure (or connections cut at shutdown), 2 bad usage. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+export interface LogSettings { level: string; json: boolean | undefined }
+
+/** A parsed and validated command line. */
+export type Command =
+  | { cmd: "proxy"; log: LogSettings; opts: SidecarOptions }
+  | { cmd: "dev-agent"; log: LogSettings; opts: DevAgentOptions }
+  | { cmd: "demo"; log: LogSettings; opts: DemoOptions }
+  | { cmd: "help"; text: string };
+
+/** A usage error from the flag parser (unknown flag, missing value…): exit 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+  readonly code = "usage" as const;
+}
+
+// Consul's flags are single-dash long flags (`-sidecar-for web`): never split them into short groups.
+const PARSER_CONFIG = { "short-option-groups": false, "camel-case-expansion": true, "strip-aliased": true } as const;
+
+function baseParser(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName("connect-sidecar")
+    .parserConfiguration(PARSER_CONFIG)
+    .strict()
+    .exitProcess(false)
+    .help(false)
+    .version(false)
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+}
+
+function logOptions<T>(y: Argv<T>) {
+  return y
+    .option("log-level", { type: "string", default: "info", describe: "trace, debug, info, warn or error" })
+    .option("log-json", { type: "boolean", describe: "JSON log lines (default: JSON unless stdout is a terminal)" });
+}
+
+function proxyOptions<T>(y: Argv<T>) {
+  return logOptions(y)
+    .option("proxy-id", { type: "string", describe: "ID of the connect-proxy registration to run as (env CONNECT_PROXY_ID)" })
+    .option("sidecar-for", { type: "string", describe: "ID of the service whose sidecar to run as (env CONNECT_SIDECAR_FOR)" })
+    .option("service", { type: "string", describe: "static mode: the service name (identity) to run as" })
+    .option("service-addr", { type: "string", describe: "static mode: the local app address host:port" })
+    .option("listen", { type: "string", describe: "static mode: the public mTLS listener host:port" })
+    .option("upstream", { type: "string", describe: "static mode: <name>[.service|.query]:[host:]port (repeatable)" })
+    .option("register", { type: "boolean", default: false, describe: "static mode: register the proxy with the agent" })
+    .option("register-id", { type: "string", default: "", describe: "suffix of the registration ID" })
+    .option("http-addr", { type: "string", describe: "the agent's HTTP address (env CONSUL_HTTP_ADDR)" })
+    .option("token", { type: "string", describe: "ACL token (env CONSUL_HTTP_TOKEN)" })
+    .option("token-file", { type: "string", describe: "file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE); SIGHUP re-reads it" })
+    .option("ca-file", { type: "string", describe: "CA file for HTTPS to the agent (env CONSUL_CACERT)" })
+    .option("ca-path", { type: "string", describe: "directory of CA files (env CONSUL_CAPATH)" })
+    .option("client-cert", { type: "string", describe: "client certificate for the agent (env CONSUL_CLIENT_CERT)" })
+    .option("client-key", { type: "string", describe: "client key for the agent (env CONSUL_CLIENT_KEY)" })
+    .option("tls-server-name", { type: "string", describe: "SNI for the agent (env CONSUL_TLS_SERVER_NAME)" })
+    .option("datacenter", { type: "string", describe: "datacenter of the agent's queries" })
+    .option("stale", { type: "boolean", describe: "accepted for compatibility; reads are agent-local" })
+    .option("metrics-addr", { type: "string", describe: "admin server host:port for /metrics /ready /live /status (default 127.0.0.1:0)" })
+    .option("drain-timeout", { type: "string", default: "30s", describe: "how long shutdown waits for live connections" })
+    .option("allow-non-loopback-app", { type: "boolean", default: false, describe: "allow an app address off this host" })
+    .option("log-connections", { type: "boolean", default: true, describe: "one log line per connection" })
+    .option("revoke-live", { type: "boolean", default: true, describe: "close live connections when an intention now denies them" })
+    .option("authz-max-stale", { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" })
+    .option("max-conns", { type: "string", describe: "limit of concurrent inbound connections" })
+    .option("idle-timeout", { type: "string", describe: "close connections idle this long (e.g. 1h); default none" });
+}
+
+function devAgentOptions<T>(y: Argv<T>) {
+  return logOptions(y)
+    .option("http-addr", { type: "string", default: "127.0.0.1:8500", describe: "host:port or unix:///path" })
+    .option("https-addr", { type: "string", describe: "HTTPS host:port (needs -cert-file and -key-file)" })
+    .option("cert-file", { type: "string" })
+    .option("key-file", { type: "string" })
+    .option("ca-file", { type: "string" })
+    .option("verify-incoming", { type: "boolean", default: false })
+    .option("datacenter", { type: "string", default: "dc1" })
+    .option("node-name", { type: "string" })
+    .option("acls-enabled", { type: "boolean", default: false })
+    .option("acl-default-policy", { type: "string", default: "allow", describe: "allow or deny" })
+    .option("initial-management-token", { type: "string" })
+    .option("leaf-cert-ttl", { type: "string", default: "72h" })
+    .option("sidecar-min-port", { type: "string", default: "21000" })
+    .option("sidecar-max-port", { type: "string", default: "21255" });
+}
+
+function demoOptions<T>(y: Argv<T>) {
+  return logOptions(y).option("http-addr", {
+    type: "string",
+    describe: "the dev agent's address (default 127.0.0.1:8500 when free, else a free port)",
+  });
+}
+
+function parser(argv: string[]): Argv {
+  return baseParser(argv)
+    .usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.")
+    .command("proxy", "run one sidecar proxy (Consul's `connect proxy` flags)", (y) => proxyOptions(y))
+    .command("dev-agent", "run a Consul-compatible dev agent", (y) => devAgentOptions(y))
+    .command("demo", "start a dev agent, two apps and their sidecars, and show mTLS traffic", (y) => demoOptions(y))
+    .option("help", { alias: "h", type: "boolean", describe: "show help" })
+    .demandCommand(1, "name a command: proxy, dev-agent or demo");
+}
+
+type Args = Record<string, unknown> & { _: Array<string | number> };
+
+/**
+ * Parses and validates a command line. Throws UsageError or ConfigError (both exit 2), each
+ * naming the flag at fault. `env` supplies CONNECT_* and CONSUL_* variables.
+ */
+export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Command> {
+  if (argv.length === 0 || argv[0] === "help" || argv[0] === "-h" || argv[0] === "--help" || argv[0] === "-help") {
+    return { cmd: "help", text: await parser([]).demandCommand(0).getHelp() };
+  }
+  if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
+    const cmd = argv[0];
+    const y = baseParser([]);
+    const text = await (cmd === "proxy"
+      ? proxyOptions(y.usage("connect-sidecar proxy [flags]"))
+      : cmd === "dev-agent"
+        ? devAgentOptions(y.usage("connect-sidecar dev-agent [flags]"))
+        : cmd === "demo"
+          ? demoOptions(y.usage("connect-sidecar demo [flags]"))
+          : parser([])
+    ).getHelp();
+    return { cmd: "help", text };
+  }
+  const args = (await parser(argv).parseAsync()) as Args;
+  const cmd = String(args._[0]);
+  if (args._.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(String(args._[1]))}; flags start with "-"`);
+  const log = logSettings(args);
+  switch (cmd) {
+    case "proxy":
+      return { cmd, log, opts: proxyCommandOptions(args, env) };
+    case "dev-agent":
+      return { cmd, log, opts: devAgentCommandOptions(args) };
+    case "demo": {
+      const httpAddr = optString(args, "httpAddr");
+      if (httpAddr !== undefined) parseHostPort(httpAddr, "http-addr");
+      return { cmd, log, opts: { httpAddr, logLevel: log.level } };
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}; use proxy, dev-agent or demo`);
+  }
+}
+
+function logSettings(args: Args): LogSettings {
+  const level = String(args.logLevel ?? "info").toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError("log-level", `"${String(args.logLevel)}" is not a log level; use one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const json = args.logJson === undefined ? undefined : Boolean(args.logJson);
+  return { level, json };
+}
+
+/** Validates the `proxy` flags into SidecarOptions (spec §9.1). Throws ConfigError naming the flag. */
+export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): SidecarOptions {
+  const proxyId = optString(args, "proxyId") ?? nonEmpty(env.CONNECT_PROXY_ID);
+  const sidecarFor = optString(args, "sidecarFor") ?? nonEmpty(env.CONNECT_SIDECAR_FOR);
+  const service = optString(args, "service");
+  let source: ProxySource;
+  if (proxyId !== undefined) source = { t: "proxy-id", proxyId };
+  else if (sidecarFor !== undefined) source = { t: "sidecar-for", serviceId: sidecarFor };
+  else if (service !== undefined) source = staticSource(args, service);
+  else {
+    throw new ConfigError(
+      "service",
+      "-service or -proxy-id must be specified so that proxy can configure itself. " +
+        "Use -sidecar-for <service-id> to run as a registered sidecar, or -service <name> for static mode.",
+    );
+  }
+  const agent = resolveAgentConfig(
+    {
+      httpAddr: optString(args, "httpAddr"),
+      token: optString(args, "token"),
+      tokenFile: optString(args, "tokenFile"),
+      caFile: optString(args, "caFile"),
+      caPath: optString(args, "caPath"),
+      clientCert: optString(args, "clientCert"),
+      clientKey: optString(args, "clientKey"),
+      tlsServerName: optString(args, "tlsServerName"),
+      datacenter: optString(args, "datacenter"),
+    },
+    env,
+  );
+  const metricsText = optString(args, "metricsAddr");
+  const maxConnsText = optString(args, "maxConns");
+  const idleText = optString(args, "idleTimeout");
+  const drainTimeoutMs = positiveDuration(String(args.drainTimeout), "drain-timeout", true);
+  const authzMaxStaleMs = positiveDuration(String(args.authzMaxStale), "authz-max-stale", true);
+  return {
+    source,
+    agent,
+    metricsAddr: metricsText === undefined ? { host: "127.0.0.1", port: 0 } : parseHostPort(metricsText, "metrics-addr"),
+    metricsAddrExplicit: metricsText !== undefined,
+    drainTimeoutMs,
+    allowNonLoopbackApp: Boolean(args.allowNonLoopbackApp),
+    logConnections: Boolean(args.logConnections),
+    revokeLive: Boolean(args.revokeLive),
+    authzMaxStaleMs,
+    maxConns: maxConnsText === undefined ? undefined : positiveInt(maxConnsText, "max-conns", 1, 1_000_000),
+    idleTimeoutMs: idleText === undefined ? undefined : positiveDuration(idleText, "idle-timeout", false),
+  };
+}
+
+function staticSource(args: Args, service: string): ProxySource {
+  const listenText = optString(args, "listen");
+  const appText = optString(args, "serviceAddr");
+  if (listenText !== undefined && appText === undefined) {
+    throw new ConfigError("service-addr", "-service-addr must be specified with -listen so the proxy knows the backend service address");
+  }
+  const register = Boolean(args.register);
+  if (register && listenText === undefined) {
+    throw new ConfigError("register", "-register requires -service and -listen: the registration advertises the -listen address");
+  }
+  const upstreamTexts = asStringArray(args.upstream);
+  return {
+    t: "static",
+    service,
+    listen: listenText === undefined ? undefined : parseHostPort(listenText, "listen"),
+    app: appText === undefined ? undefined : parseHostPort(appText, "service-addr"),
+    upstreams: upstreamTexts.map((u) => parseUpstreamFlag(u)),
+    register: register ? { idSuffix: String(args.registerId ?? "") } : undefined,
+  };
+}
+
+/** Validates the `dev-agent` flags. Throws ConfigError naming the flag. */
+export function devAgentCommandOptions(args: Args): DevAgentOptions {
+  const policy = String(args.aclDefaultPolicy);
+  if (policy !== "allow" && policy !== "deny") {
+    throw new ConfigError("acl-default-policy", `"${policy}" is not a policy; use allow or deny`);
+  }
+  const httpAddr = String(args.httpAddr);
+  if (!httpAddr.startsWith("unix://")) parseHostPort(httpAddr, "http-addr");
+  const opts: DevAgentOptions = {
+    httpAddr,
+    datacenter: String(args.datacenter),
+    aclsEnabled: Boolean(args.aclsEnabled),
+    aclDefaultPolicy: policy,
+    leafCertTtlMs: positiveDuration(String(args.leafCertTtl), "leaf-cert-ttl", false),
+    sidecarMinPort: positiveInt(String(args.sidecarMinPort), "sidecar-min-port", 0, 65535),
+    sidecarMaxPort: positiveInt(String(args.sidecarMaxPort), "sidecar-max-port", 0, 65535),
+  };
+  if (opts.sidecarMinPort! > opts.sidecarMaxPort!) {
+    throw new ConfigError("sidecar-max-port", `${opts.sidecarMaxPort} is below -sidecar-min-port ${opts.sidecarMinPort}; raise it`);
+  }
+  const nodeName = optString(args, "nodeName");
+  if (nodeName !== undefined) opts.nodeName = nodeName;
+  const token = optString(args, "initialManagementToken");
+  if (token !== undefined) opts.initialManagementToken = token;
+  const httpsAddr = optString(args, "httpsAddr");
+  if (httpsAddr !== undefined) {
+    parseHostPort(httpsAddr, "https-addr");
+    const certFile = optString(args, "certFile");
+    const keyFile = optString(args, "keyFile");
+    if (certFile === undefined) throw new ConfigError("cert-file", "-https-addr needs -cert-file (the server certificate PEM)");
+    if (keyFile === undefined) throw new ConfigError("key-file", "-https-addr needs -key-file (the server key PEM)");
+    const caFile = optString(args, "caFile");
+    opts.https = { addr: httpsAddr, certFile, keyFile, verifyIncoming: Boolean(args.verifyIncoming) };
+    if (caFile !== undefined) opts.https.caFile = caFile;
+    if (opts.https.verifyIncoming && caFile === undefined) {
+      throw new ConfigError("ca-file", "-verify-incoming needs -ca-file to verify client certificates against");
+    }
+  } else if (optString(args, "certFile") !== undefined || optString(args, "keyFile") !== undefined) {
+    throw new ConfigError("https-addr", "-cert-file and -key-file are only used with -https-addr; add -https-addr 127.0.0.1:8501");
+  }
+  return opts;
+}
+
+function optString(args: Args, key: string): string | undefined {
+  const v = args[key];
+  if (v === undefined) return undefined;
+  const last = Array.isArray(v) ? v[v.length - 1] : v; // a repeated single-valued flag: the last wins, as in Go
+  return nonEmpty(String(last));
+}
+
+function asStringArray(v: unknown): string[] {
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === "" ? undefined : s;
+}
+
+function positiveDuration(text: string, field: string, allowZero: boolean): number {
+  const ms = parseGoDuration(text, field);
+  if (ms < 0 || (!allowZero && ms === 0)) {
+    throw new ConfigError(field, `"${text}" must be ${allowZero ? "zero or more" : "more than zero"}; use a duration such as 30s`);
+  }
+  return ms;
+}
+
+function positiveInt(text: string, field: string, min: number, max: number): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(field, `"${text}" is not a whole number from ${min} to ${max}; use a number such as ${Math.max(min, 1)}`);
+  }
+  return n;
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Runs the CLI: parses, then runs the command until it ends. Resolves with the exit code. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let command: Command;
+  try {
+    command = await parseCommand(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${argv[0] === "proxy" || argv[0] === "dev-agent" || argv[0] === "demo" ? `${argv[0]} ` : ""}-help" for the flags.\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  if (command.cmd === "help") {
+    process.stdout.write(`${command.text}\n`);
+    return EXIT_OK;
+  }
+  const log = createLogger(command.log);
+  installCrashHandlers(log);
+  log.info(
+    { version: packageVersion(), node: process.versions.node, openssl: process.versions.openssl, command: command.cmd, pid: process.pid },
+    `connect-sidecar ${command.cmd} starting (node ${process.versions.node}, openssl ${process.versions.openssl})`,
+  );
+  try {
+    switch (command.cmd) {
+      case "proxy":
+        return await runProxyCommand(command.opts, log);
+      case "dev-agent":
+        return await runDevAgentCommand(command.opts, log);
+      case "demo": {
+        const { runDemo } = await import("./demo/index.js");
+        return await runDemo(command.opts, { log, cliPath: new URL(import.meta.url).pathname });
+      }
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.error({ field: err.field }, err.message);
+      return EXIT_USAGE;
+    }
+    log.error({ err }, "connect-sidecar failed");
+    return EXIT_FAILURE;
+  }
+}
+
+async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<number> {
+  const { runSidecar } = await import("./sidecar/index.js");
+  const metrics = createMetrics();
+  const sidecar = await runSidecar(opts, { log, metrics, now: Date.now });
+  log.info({ metrics: `${sidecar.adminUrl()}/metrics`, ready: `${sidecar.adminUrl()}/ready` }, `admin server listening on ${sidecar.adminUrl()}`);
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, "second signal: exiting now");
+        sidecar.destroy();
+        return resolve(EXIT_FAILURE);
+      }
+      stopping = true;
+      log.info({ signal, drainTimeoutMs: opts.drainTimeoutMs }, "shutting down: draining live connections");
+      void sidecar.close(opts.drainTimeoutMs).then(resolve);
+    };
+    const reload = (): void => sidecar.reloadToken();
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    process.on("SIGHUP", reload);
+    sidecar.ready.then(
+      () => log.info({ admin: sidecar.adminUrl() }, "sidecar ready"),
+      (err: unknown) => {
+        if (stopping) return;
+        stopping = true;
+        if (err instanceof ConfigError) log.error({ field: err.field }, err.message);
+        else log.error({ err }, "sidecar failed to start");
+        void sidecar.close(0).then(() => resolve(err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILURE));
+      },
+    );
+  });
+}
+
+async function runDevAgentCommand(opts: DevAgentOptions, log: Logger): Promise<number> {
+  const { startDevAgent } = await import("./dev-agent/index.js");
+  const agent = await startDevAgent({ ...opts, log });
+  log.info(
+    { http: agent.httpUrl, https: agent.httpsUrl, datacenter: agent.datacenter, trustDomain: agent.trustDomain },
+    `dev agent listening on ${agent.httpUrl}`,
+  );
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  log.info({ signal }, "stopping dev agent");
+  await agent.stop();
+  return EXIT_OK;
+}
+
+function installCrashHandlers(log: Logger): void {
+  // A half-alive proxy is worse than a dead one that the supervisor restarts.
+  process.on("unhandledRejection", (reason) => {
+    log.fatal({ err: reason }, "unhandled promise rejection; exiting");
+    exitAfterFlush(log, EXIT_FAILURE);
+  });
+  process.on("uncaughtException", (err) => {
+    log.fatal({ err }, "uncaught exception; exiting");
+    exitAfterFlush(log, EXIT_FAILURE);
+  });
+}
+
+function exitAfterFlush(log: Logger, code: number): void {
+  try {
+    log.flush(() => process.exit(code));
+  } catch {
+    process.exit(code);
+  }
+  setTimeout(() => process.exit(code), 1000).unref();
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2), process.env).catch((err: unknown) => {
+    process.stderr.write(`connect-sidecar: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT_FAILURE;
+  });
+  process.exitCode = code;
+  // Pools, timers or a slow client may hold the loop open; the work is done.
+  setTimeout(() => process.exit(code), 200).unref();
+}

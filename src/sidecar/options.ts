@@ -1,0 +1,43 @@
+// What one sidecar process is asked to do, after the CLI has parsed and validated its flags.
+import type { AgentConfig, Upstream } from "../agent/index.js";
+import type { Logger, Metrics } from "../ops/index.js";
+
+/** Where the proxy configuration comes from (spec §9.1 precedence: proxy-id > sidecar-for > service). */
+export type ProxySource =
+  | { t: "proxy-id"; proxyId: string }
+  | { t: "sidecar-for"; serviceId: string }
+  | {
+      t: "static";
+      service: string;
+      /** The public listener: both or neither (spec §9.1: -service-addr is required with -listen). */
+      listen: { host: string; port: number } | undefined;
+      app: { host: string; port: number } | undefined;
+      upstreams: Upstream[];
+      /** -register: self-register `<service>-proxy[-<idSuffix>]` with a TTL check. */
+      register: { idSuffix: string } | undefined;
+    };
+
+export interface SidecarOptions {
+  source: ProxySource;
+  agent: AgentConfig;
+  /** The admin server (/metrics, /ready, /live, /status). */
+  metricsAddr: { host: string; port: number };
+  /** True when -metrics-addr was given: it then beats the registration's Config.metrics_bind_addr. */
+  metricsAddrExplicit: boolean;
+  drainTimeoutMs: number;
+  allowNonLoopbackApp: boolean;
+  logConnections: boolean;
+  revokeLive: boolean;
+  authzMaxStaleMs: number;
+  maxConns: number | undefined;
+  idleTimeoutMs: number | undefined;
+}
+
+export interface SidecarDeps {
+  log: Logger;
+  metrics: Metrics;
+  now: () => number;
+}
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000; // spec §6.1
+export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1

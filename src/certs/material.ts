@@ -125,7 +125,7 @@ export function splitPem(text: string): string[] {
 
 function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
   try {
-    return issuer.checkIssued(subject) && subject.verify(issuer.publicKey);
+    return subject.checkIssued(issuer) && subject.verify(issuer.publicKey); // "subject was issued by issuer"
   } catch {
     return false;
   }

@@ -144,14 +144,14 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
     return [c.name, c.notes, c.type, c.intervalMs, c.timeoutMs, c.ttlMs, c.tcp, c.http, c.method, c.aliasService, c.aliasNode, c.deregisterAfterMs];
   }
 
-  /** Upserts one check; returns true when its runner must (re)start. */
-  function putCheck(spec: CheckSpec, svc: { id: string; name: string; tags: string[] } | undefined, index: () => number): boolean {
+  /** Upserts one check; bumps only when something visible changed. */
+  function putCheck(spec: CheckSpec, svc: { id: string; name: string; tags: string[] } | undefined, index: () => number): void {
     const prev = checks.get(spec.id);
     const owner = { serviceId: svc?.id ?? "", serviceName: svc?.name ?? "", serviceTags: svc ? svc.tags.slice() : [] };
     const defChanged = !prev || !sameJson(definitionOf(prev), definitionOf(spec)) || prev.serviceId !== owner.serviceId;
     const ownerChanged = prev !== undefined && !sameJson(prev.serviceTags, owner.serviceTags);
     const statusGiven = spec.status !== undefined && (!prev || prev.status !== spec.status);
-    if (prev && !defChanged && !ownerChanged && !statusGiven) return false;
+    if (prev && !defChanged && !ownerChanged && !statusGiven) return;
     const i = index();
     const rec: CheckRecord = {
       id: spec.id, name: spec.name,
@@ -164,7 +164,6 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
       createIndex: prev?.createIndex ?? i, modifyIndex: i,
     };
     checks.set(rec.id, rec);
-    return defChanged || !runners.has(rec.id);
   }
 
   function removeCheck(id: string): boolean {
@@ -184,7 +183,9 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
       services.set(svc.id, { ...svc, createIndex: prev?.createIndex ?? i, modifyIndex: i });
     }
     for (const spec of specs) {
-      if (putCheck(spec, svc, index)) restart.push(checks.get(spec.id)!);
+      putCheck(spec, svc, index);
+      // A re-registration re-arms TTL timers and probes TCP/HTTP checks at once, as a fresh runner would.
+      restart.push(checks.get(spec.id)!);
     }
     const keep = new Set(specs.map((c) => c.id));
     for (const c of [...checks.values()]) {
@@ -239,7 +240,8 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
 
     registerCheck(spec, svc) {
       const index = tx([CHECKS]);
-      if (putCheck(spec, svc, index)) startRunner(checks.get(spec.id)!);
+      putCheck(spec, svc, index);
+      startRunner(checks.get(spec.id)!);
       refreshAliases();
     },
 

@@ -22,8 +22,8 @@ function jsonKind(v: unknown): string {
   return typeof v === "object" ? "object" : typeof v;
 }
 
-function mismatch(v: unknown, field: string, want: string): Error {
-  return decodeFailed(`json: cannot unmarshal ${jsonKind(v)} into Go struct field ${field} of type ${want}`);
+function mismatch(v: unknown, field: string, want: string, prefix?: string): Error {
+  return decodeFailed(`json: cannot unmarshal ${jsonKind(v)} into Go struct field ${field} of type ${want}`, prefix);
 }
 
 /**
@@ -32,7 +32,7 @@ function mismatch(v: unknown, field: string, want: string): Error {
  */
 export function decodeStrict(value: unknown, schema: Schema, path = "", prefix?: string): Record<string, unknown> {
   if (value === null || value === undefined) return {};
-  if (typeof value !== "object" || Array.isArray(value)) throw mismatch(value, path || "body", "struct");
+  if (typeof value !== "object" || Array.isArray(value)) throw mismatch(value, path || "body", "struct", prefix);
   const lookup = new Map<string, string>();
   for (const [name, spec] of Object.entries(schema)) {
     lookup.set(name.toLowerCase(), name);
@@ -51,23 +51,23 @@ function decodeField(v: unknown, spec: FieldSpec, field: string, prefix?: string
   if (v === null) return undefined;
   if (spec.fields) return decodeStrict(v, spec.fields, field, prefix);
   if (spec.items) {
-    if (!Array.isArray(v)) throw mismatch(v, field, "[]");
+    if (!Array.isArray(v)) throw mismatch(v, field, "[]", prefix);
     return v.map((x) => decodeField(x, spec.items!, field, prefix));
   }
   const t = spec.type ?? "any";
   switch (t) {
     case "string":
     case "duration":
-      if (typeof v !== "string") throw mismatch(v, field, goType[t]);
+      if (typeof v !== "string") throw mismatch(v, field, goType[t], prefix);
       return v;
     case "int":
-      if (typeof v !== "number" || !Number.isInteger(v)) throw mismatch(v, field, goType[t]);
+      if (typeof v !== "number" || !Number.isInteger(v)) throw mismatch(v, field, goType[t], prefix);
       return v;
     case "bool":
-      if (typeof v !== "boolean") throw mismatch(v, field, goType[t]);
+      if (typeof v !== "boolean") throw mismatch(v, field, goType[t], prefix);
       return v;
     case "map":
-      if (typeof v !== "object" || Array.isArray(v)) throw mismatch(v, field, goType[t]);
+      if (typeof v !== "object" || Array.isArray(v)) throw mismatch(v, field, goType[t], prefix);
       return v;
     case "any":
       return v;

@@ -132,7 +132,7 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
   /** Policy generation: bumped by every intention change; entries of an older one are not fresh. */
   let gen = 0;
   let health: WatchHealth = "starting";
-  /** Failure classes already logged since the last successful authorize (log once, not per connection). */
+  /** Failure classes already logged (log once, not per connection); "acl" is forgotten on a success. */
   const loggedFailures = new Set<string>();
 
   const sweepTimer = setInterval(sweepIdle, sweepIntervalMs);
@@ -209,10 +209,8 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
     } catch (err) {
       return outcomeOfError(src, err);
     }
-    if (loggedFailures.size > 0) {
-      log.info({ target }, "authorize answers again");
-      loggedFailures.clear();
-    }
+    // A token fixed (SIGHUP) and broken again deserves a new error line; per-request failures stay logged once.
+    if (loggedFailures.delete("acl")) log.info({ target }, "authorize accepts the sidecar's token again");
     store(src, serial, authorized ? "allow" : "denied", g);
     return authorized ? ALLOW_AGENT : DENIED_AGENT;
   }
@@ -342,7 +340,10 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
 
   /** Re-asks authorize for every cached source under generation `g`; stops when a newer one starts. */
   async function recheckAll(g: number): Promise<void> {
-    const sources = [...entries.keys()];
+    // Allowed sources first: only an allow → denied flip has live connections waiting to be cut.
+    const sources: SpiffeUri[] = [];
+    for (const [src, e] of entries) if (e.verdict === "allow") sources.push(src);
+    for (const [src, e] of entries) if (e.verdict !== "allow") sources.push(src);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < sources.length && g === gen && health !== "closed") {

@@ -1,6 +1,6 @@
 // Small real HTTP(S) servers standing in for the Consul agent, and certificates generated at
 // run time (no committed keys).
-import "./reflect-shim.js"; // must come before @peculiar/x509
+import "reflect-metadata"; // @peculiar/x509 (tsyringe) needs the Reflect metadata API
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import http from "node:http";

@@ -1,7 +1,7 @@
 // Test certificate authority, generated at run time (no key is ever committed). Shaped like Consul's
 // built-in CA (spec §8.2, §8.3): EC P-256, a root with the signing URI SAN spiffe://<uuid>.consul,
 // leaves with an empty subject, one critical URI SAN and both clientAuth and serverAuth EKUs.
-import "./reflect-shim.js"; // must come before @peculiar/x509
+import "reflect-metadata"; // @peculiar/x509 (tsyringe) needs the Reflect metadata API
 import { createPrivateKey, randomBytes, randomUUID, webcrypto, X509Certificate as NodeX509 } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { CaRoot, CaRoots, LeafCert, SpiffeUri } from "../../src/agent/index.js";

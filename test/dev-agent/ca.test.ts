@@ -265,6 +265,34 @@ test("configuration: a supplied private key becomes the new root's key and is ne
   assert.doesNotMatch(cfg.text, /PRIVATE KEY/);
 });
 
+test("configuration: a supplied root certificate and key become the active root that signs leaves", async () => {
+  await using agent = await startMiniAgent();
+  const keyPem = (await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout"], {})).stdout;
+  const req = await openssl(
+    ["req", "-x509", "-new", "-key", "key.pem", "-subj", "/CN=byo-root", "-days", "30",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    { "key.pem": keyPem },
+  );
+  assert.equal(req.code, 0, req.stderr);
+  const rootPem = req.stdout;
+  const other = (await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout"], {})).stdout;
+  const mismatch = await call(agent.url, "/v1/connect/ca/configuration", { method: "PUT", body: { Config: { PrivateKey: other, RootCert: rootPem } } });
+  assert.equal(mismatch.status, 500);
+  assert.equal(mismatch.text, "private key does not match the root certificate");
+  const noKey = await call(agent.url, "/v1/connect/ca/configuration", { method: "PUT", body: { Config: { RootCert: rootPem } } });
+  assert.equal(noKey.status, 500);
+
+  const put = await call(agent.url, "/v1/connect/ca/configuration", { method: "PUT", body: { Provider: "consul", Config: { PrivateKey: keyPem, RootCert: rootPem } } });
+  assert.equal(put.status, 200, put.text);
+  const roots = (await call(agent.url, "/v1/agent/connect/ca/roots")).json;
+  const active = roots.Roots.find((r: { Active: boolean }) => r.Active);
+  assert.equal(active.ID, new X509Certificate(rootPem).fingerprint.toLowerCase());
+  assert.equal(roots.Roots.length, 2);
+  const leaf = (await call(agent.url, "/v1/agent/connect/ca/leaf/web")).json;
+  const v = await openssl(["verify", "-CAfile", "root.pem", "leaf.pem"], { "root.pem": rootPem, "leaf.pem": leaf.CertPEM });
+  assert.equal(v.code, 0, v.stderr);
+});
+
 test("leaf ACL: service:write on the name; anonymous and named tokens get Consul's 403 texts", async () => {
   await using agent = await startMiniAgent({ aclsEnabled: true, aclDefaultPolicy: "deny" });
   const anon = await call(agent.url, "/v1/agent/connect/ca/leaf/web");

@@ -1,5 +1,5 @@
 // Certificate minting for the dev agent's built-in CA (spec §8.2, §8.3), on Node's WebCrypto.
-import "./ca-reflect-shim.js"; // must come before @peculiar/x509
+import "reflect-metadata"; // @peculiar/x509 (tsyringe) needs the Reflect metadata API
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, webcrypto, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import * as x509 from "@peculiar/x509";

@@ -304,12 +304,14 @@ export function renderServiceNode(s: ServiceRecord, cfg: DevAgentConfig, nodeInd
   return o;
 }
 
+/** Valid top-level `?filter=` selectors of /v1/agent/services (the api.AgentService fields). */
 export const AGENT_SERVICE_FIELDS = [
   "Kind", "ID", "Service", "Tags", "Meta", "Port", "Address", "SocketPath", "TaggedAddresses", "Weights",
   "EnableTagOverride", "CreateIndex", "ModifyIndex", "ContentHash", "Proxy", "Connect", "PeerName", "Namespace",
   "Partition", "Datacenter", "Locality",
 ] as const;
 
+/** Valid top-level `?filter=` selectors of /v1/agent/checks (the HealthCheck fields). */
 export const CHECK_FIELDS = [
   "Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName", "ServiceTags", "Type",
   "Interval", "Timeout", "ExposedPort", "Definition", "CreateIndex", "ModifyIndex", "Namespace", "Partition",

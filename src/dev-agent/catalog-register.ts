@@ -2,9 +2,8 @@
 // `Connect.SidecarService` expansion (spec §6.2). Pure: the catalog supplies port allocation.
 
 import { tryParseGoDuration } from "../net/index.js";
-import { decodeFailed } from "./http-error.js";
 import { decodeStrict, type FieldSpec, type Schema } from "./decode.js";
-import { HttpError } from "./http-error.js";
+import { decodeFailed, HttpError } from "./http-error.js";
 import { multiError } from "./intentions-model.js";
 import type { CheckStatus, ProxyRecord, ServiceRecord, UpstreamRecord } from "./catalog-model.js";
 
@@ -18,6 +17,7 @@ const a = (type: FieldSpec, ...aliases: string[]): FieldSpec => ({ ...type, alia
 
 const MESH_GATEWAY: Schema = { Mode: str };
 
+/** A check inside a service registration (`CheckType`), with Consul's snake_case aliases. */
 export const CHECK_TYPE_SCHEMA: Schema = {
   CheckID: a(str, "check_id"), Name: str, Status: str, Notes: str, ScriptArgs: a(strs, "script_args"),
   HTTP: str, Header: map, Method: str, Body: str, DisableRedirects: a(bool, "disable_redirects"),
@@ -69,6 +69,7 @@ const PROXY_SCHEMA: Schema = {
   AccessLogs: a(any, "access_logs"), EnvoyExtensions: a(any, "envoy_extensions"),
 };
 
+/** `PUT /v1/agent/service/register` body (`ServiceDefinition`), with Consul's snake_case aliases. */
 export const SERVICE_SCHEMA: Schema = {
   Kind: str, ID: str, Name: str, Tags: strs, Address: str,
   TaggedAddresses: { type: "map", aliases: ["tagged_addresses"] }, Meta: map, Port: int,

@@ -213,6 +213,8 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     if (c === undefined) return void sock.destroy(); // already finished (timeout, max_conns, shutdown)
     handshaking.delete(c.raw);
     if (typeof outcome === "string") sock.destroy();
+    // Handshaken: half-close is forwarded from now on (pipe); set before any 'end' can be emitted.
+    else sock.allowHalfOpen = true;
     c.handshake.resolve(outcome);
   }
   const onSecureConnection = (sock: TLSSocket): void => settleHandshake(sock, sock);
@@ -270,7 +272,9 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
 
   // ---- servers, rotation, revocation ----
   function newServer(): Server {
-    const server = createServer({ ...serverTlsOptions(material, ticketKeys), allowHalfOpen: true });
+    // Not allowHalfOpen while handshaking: a client's FIN before its handshake ends must close the
+    // socket (and report client_reset) instead of leaving it half open until the deadline.
+    const server = createServer(serverTlsOptions(material, ticketKeys));
     server.on("connection", onConnection);
     server.on("secureConnection", onSecureConnection);
     server.on("tlsClientError", onTlsClientError);

@@ -1,0 +1,126 @@
+// The figures one path produces in one round, and the metric catalogue the report is built from.
+import { summarize, type Summary } from "./stats.js";
+
+export type PathId = "direct" | "connect-sidecar" | "haproxy";
+export const PATH_IDS: readonly PathId[] = ["direct", "connect-sidecar", "haproxy"];
+export const PATH_LABELS: Record<PathId, string> = {
+  direct: "direct",
+  "connect-sidecar": "connect-sidecar",
+  haproxy: "haproxy",
+};
+
+/** Measured in one round on one path; null where the measurement failed, was skipped or has no meaning. */
+export interface RoundFigures {
+  closedP50Us: number | null;
+  closedP99Us: number | null;
+  closedP999Us: number | null;
+  openP50Us: number | null;
+  openP90Us: number | null;
+  openP99Us: number | null;
+  rps16: number | null;
+  rps64: number | null;
+  newConnsPerS: number | null;
+  bulkDownMBps: number | null;
+  bulkUpMBps: number | null;
+  /** Sum over the path's two proxy processes (client side + server side). */
+  rssBeforeConnsKiB: number | null;
+  rssWithConnsKiB: number | null;
+  kibPerConn: number | null;
+  idleConnsOpened: number | null;
+  /** Anything odd in this round: errors counted by a generator, an open loop that did not hold its rate. */
+  notes: string[];
+  /** Open-loop generator details (how late it sent, whether it held the rate). */
+  open: { held: boolean; reason: string | undefined; latenessP99Us: number; sent: number; errors: number } | null;
+}
+
+export function emptyRound(): RoundFigures {
+  return {
+    closedP50Us: null, closedP99Us: null, closedP999Us: null,
+    openP50Us: null, openP90Us: null, openP99Us: null,
+    rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
+    rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
+    notes: [], open: null,
+  };
+}
+
+type RawKey = Exclude<keyof RoundFigures, "notes" | "open">;
+const ADDED_OF = {
+  closedAddedP50Us: "closedP50Us",
+  closedAddedP99Us: "closedP99Us",
+  closedAddedP999Us: "closedP999Us",
+  openAddedP50Us: "openP50Us",
+  openAddedP90Us: "openP90Us",
+  openAddedP99Us: "openP99Us",
+} as const;
+export type AddedKey = keyof typeof ADDED_OF;
+export type MetricKey = RawKey | AddedKey;
+
+export interface MetricDef { key: MetricKey; label: string; unit: string; better: "lower" | "higher"; digits: number }
+
+/** The report's tables: each lists its metrics, one row per path. */
+export const TABLES: Array<{ title: string; note: string; metrics: MetricDef[] }> = [
+  {
+    title: "Closed-loop latency (1 connection, small response)",
+    note: "µs; added = path − direct in the same round.",
+    metrics: [
+      { key: "closedP50Us", label: "p50", unit: "µs", better: "lower", digits: 1 },
+      { key: "closedP99Us", label: "p99", unit: "µs", better: "lower", digits: 1 },
+      { key: "closedP999Us", label: "p99.9", unit: "µs", better: "lower", digits: 1 },
+      { key: "closedAddedP50Us", label: "added p50", unit: "µs", better: "lower", digits: 1 },
+      { key: "closedAddedP99Us", label: "added p99", unit: "µs", better: "lower", digits: 1 },
+      { key: "closedAddedP999Us", label: "added p99.9", unit: "µs", better: "lower", digits: 1 },
+    ],
+  },
+  {
+    title: "Open-loop latency (constant rate over 16 connections, 1 KiB responses, from intended send time)",
+    note: "µs; added = path − direct in the same round.",
+    metrics: [
+      { key: "openP50Us", label: "p50", unit: "µs", better: "lower", digits: 1 },
+      { key: "openP90Us", label: "p90", unit: "µs", better: "lower", digits: 1 },
+      { key: "openP99Us", label: "p99", unit: "µs", better: "lower", digits: 1 },
+      { key: "openAddedP50Us", label: "added p50", unit: "µs", better: "lower", digits: 1 },
+      { key: "openAddedP90Us", label: "added p90", unit: "µs", better: "lower", digits: 1 },
+      { key: "openAddedP99Us", label: "added p99", unit: "µs", better: "lower", digits: 1 },
+    ],
+  },
+  {
+    title: "Throughput",
+    note: "keep-alive requests/s, new connections/s (one request per connection), bulk MB/s (10^6 bytes) over one connection.",
+    metrics: [
+      { key: "rps16", label: "req/s @16", unit: "req/s", better: "higher", digits: 0 },
+      { key: "rps64", label: "req/s @64", unit: "req/s", better: "higher", digits: 0 },
+      { key: "newConnsPerS", label: "new conns/s @16", unit: "conn/s", better: "higher", digits: 0 },
+      { key: "bulkDownMBps", label: "bulk down MB/s", unit: "MB/s", better: "higher", digits: 0 },
+      { key: "bulkUpMBps", label: "bulk up MB/s", unit: "MB/s", better: "higher", digits: 0 },
+    ],
+  },
+  {
+    title: "Memory (both proxy processes of the path, summed)",
+    note: "RSS in KiB.",
+    metrics: [
+      { key: "rssBeforeConnsKiB", label: "RSS idle KiB", unit: "KiB", better: "lower", digits: 0 },
+      { key: "rssWithConnsKiB", label: "RSS with idle conns KiB", unit: "KiB", better: "lower", digits: 0 },
+      { key: "kibPerConn", label: "KiB per conn", unit: "KiB", better: "lower", digits: 1 },
+    ],
+  },
+];
+
+export const ALL_METRICS: MetricDef[] = TABLES.flatMap((t) => t.metrics);
+
+/** One figure of one round, including the derived "added over direct" latencies. */
+export function figureOf(key: MetricKey, round: RoundFigures, direct: RoundFigures | undefined): number | null {
+  if (key in ADDED_OF) {
+    const raw = ADDED_OF[key as AddedKey];
+    const v = round[raw];
+    const d = direct?.[raw];
+    return typeof v === "number" && typeof d === "number" ? v - d : null;
+  }
+  return round[key as RawKey];
+}
+
+/** Median and spread of every metric over the rounds. */
+export function summarizePath(rounds: RoundFigures[], directRounds: RoundFigures[]): Record<MetricKey, Summary | null> {
+  const out = {} as Record<MetricKey, Summary | null>;
+  for (const m of ALL_METRICS) out[m.key] = summarize(rounds.map((r, i) => figureOf(m.key, r, directRounds[i])));
+  return out;
+}

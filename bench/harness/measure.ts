@@ -1,0 +1,182 @@
+// One measurement of one path: runs the generator (Node child process or wrk, pinned with the app)
+// and turns its answer into figures. Every function records what went wrong in the round's notes
+// and leaves the figure null rather than throwing, so one failure never loses the whole run.
+import type { ChildHandle, ProcessGroup } from "./children.js";
+import type { RoundFigures } from "./figures.js";
+import { Histogram } from "./histogram.js";
+import type { Target } from "./http-conn.js";
+import type { BulkResult, ClosedResult, LoadgenJob, OpenResult, RateResult } from "./loadgen.js";
+import { rssKiB, type Pinning } from "./machine.js";
+import type { Tools } from "./tools.js";
+import type { PathId } from "./figures.js";
+import { runWrk } from "./wrk.js";
+
+export interface Settings {
+  mode: "full" | "quick";
+  rounds: number;
+  closed: { warmupMs: number; durationMs: number };
+  open: { rate: number; conns: number; warmupMs: number; durationMs: number };
+  throughputS: number;
+  connRateS: number;
+  bulkBytes: number;
+  idleConns: number;
+  settleMs: number;
+}
+
+export interface LivePath {
+  id: PathId;
+  http: Target;
+  bulk: Target;
+  /** The proxies whose memory is the path's (client side and server side); empty for direct. */
+  proxies: ChildHandle[];
+}
+
+export interface MeasureContext {
+  group: ProcessGroup;
+  pinning: Pinning;
+  tools: Tools;
+  loadgenPath: string;
+  settings: Settings;
+  log: (line: string) => void;
+}
+
+const us = (ns: number): number => ns / 1000;
+
+function loadgen<T>(ctx: MeasureContext, job: LoadgenJob, budgetMs: number): Promise<T> {
+  return ctx.group.runJson<T>({
+    name: `loadgen ${job.mode}`,
+    cmd: process.execPath,
+    args: [ctx.loadgenPath, JSON.stringify(job)],
+    cpus: ctx.pinning.generator,
+    timeoutMs: budgetMs + 60_000,
+  });
+}
+
+async function guarded(round: RoundFigures, what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    round.notes.push(`${what} failed: ${err instanceof Error ? err.message.split("\n").slice(0, 6).join(" / ") : String(err)}`);
+  }
+}
+
+/** Closed loop: p50, p99, p99.9 of one connection's request/response latency. */
+export function measureClosed(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  return guarded(round, "closed-loop latency", async () => {
+    const { warmupMs, durationMs } = ctx.settings.closed;
+    const r = await loadgen<ClosedResult>(ctx, { mode: "closed", target: p.http, path: "/", warmupMs, durationMs }, warmupMs + durationMs);
+    const h = Histogram.fromJSON(r.hist);
+    if (h.total === 0) throw new Error("no request completed");
+    round.closedP50Us = us(h.percentile(50));
+    round.closedP99Us = us(h.percentile(99));
+    round.closedP999Us = us(h.percentile(99.9));
+    if (r.errors > 0) round.notes.push(`closed loop: ${r.errors} failed requests`);
+  });
+}
+
+/** Open loop at a constant rate; figures only when the generator held its schedule. */
+export function measureOpen(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  return guarded(round, "open-loop latency", async () => {
+    const o = ctx.settings.open;
+    const r = await loadgen<OpenResult>(
+      ctx,
+      { mode: "open", target: p.http, path: "/1k", rate: o.rate, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs },
+      o.warmupMs + o.durationMs + 10_000,
+    );
+    round.open = { held: r.held, reason: r.reason, latenessP99Us: us(r.latenessP99Ns), sent: r.sent, errors: r.errors };
+    if (!r.held) {
+      round.notes.push(`open loop: the generator could not hold ${o.rate} req/s (${r.reason}); no open-loop figures`);
+      return;
+    }
+    const h = Histogram.fromJSON(r.hist);
+    round.openP50Us = us(h.percentile(50));
+    round.openP90Us = us(h.percentile(90));
+    round.openP99Us = us(h.percentile(99));
+    if (r.errors > 0) round.notes.push(`open loop: ${r.errors} failed requests`);
+  });
+}
+
+async function rate(ctx: MeasureContext, target: Target, conns: number, seconds: number, close: boolean): Promise<RateResult> {
+  if (ctx.tools.wrk) {
+    return runWrk(ctx.group, ctx.tools.wrk.path, ctx.pinning.generator, { target, path: "/", conns, durationS: seconds, close });
+  }
+  const durationMs = seconds * 1000;
+  const warmupMs = Math.min(1000, durationMs / 5);
+  return loadgen<RateResult>(ctx, { mode: close ? "connrate" : "rate", target, path: "/", conns, durationMs, warmupMs }, durationMs + warmupMs);
+}
+
+/** Keep-alive requests/s over `conns` connections. */
+export function measureKeepAlive(ctx: MeasureContext, p: LivePath, round: RoundFigures, conns: 16 | 64): Promise<void> {
+  return guarded(round, `keep-alive throughput @${conns}`, async () => {
+    const r = await rate(ctx, p.http, conns, ctx.settings.throughputS, false);
+    if (conns === 16) round.rps16 = r.perSecond;
+    else round.rps64 = r.perSecond;
+    if (r.errors > 0) round.notes.push(`keep-alive @${conns}: ${r.errors} errors`);
+  });
+}
+
+/** One request per connection (`Connection: close`) at 16 concurrent clients. */
+export function measureNewConns(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  return guarded(round, "new connections/s", async () => {
+    const r = await rate(ctx, p.http, 16, ctx.settings.connRateS, true);
+    round.newConnsPerS = r.perSecond;
+    if (r.errors > 0) round.notes.push(`new connections: ${r.errors} errors`);
+  });
+}
+
+/** MB/s over one connection to the sink/source app, in one direction. */
+export function measureBulk(ctx: MeasureContext, p: LivePath, round: RoundFigures, direction: "down" | "up"): Promise<void> {
+  return guarded(round, `bulk ${direction}`, async () => {
+    const r = await loadgen<BulkResult>(ctx, { mode: "bulk", target: p.bulk, direction, bytes: ctx.settings.bulkBytes }, 120_000);
+    if (direction === "down") round.bulkDownMBps = r.mbPerSecond;
+    else round.bulkUpMBps = r.mbPerSecond;
+  });
+}
+
+function sumRss(procs: ChildHandle[]): number | undefined {
+  let total = 0;
+  for (const c of procs) {
+    const kib = rssKiB(c.pid);
+    if (kib === undefined) return undefined;
+    total += kib;
+  }
+  return total;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** RSS of the path's proxies before and with N idle proxied connections open; KiB per connection. */
+export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  if (p.proxies.length === 0) return Promise.resolve();
+  return guarded(round, "memory", async () => {
+    await sleep(ctx.settings.settleMs);
+    const before = sumRss(p.proxies);
+    const holder = ctx.group.spawn({
+      name: "loadgen idle",
+      cmd: process.execPath,
+      args: [ctx.loadgenPath, JSON.stringify({ mode: "idle", target: p.http, path: "/", conns: ctx.settings.idleConns } satisfies LoadgenJob)],
+      cpus: ctx.pinning.generator,
+      stdinPipe: true,
+    });
+    try {
+      const opened = await holder.waitFor((line) => {
+        if (!line.startsWith("{")) return undefined;
+        const v = JSON.parse(line) as { opened?: number; failed?: number };
+        return typeof v.opened === "number" ? v : undefined;
+      }, 60_000);
+      await sleep(ctx.settings.settleMs);
+      const withConns = sumRss(p.proxies);
+      if (before === undefined || withConns === undefined) throw new Error("cannot read /proc/<pid>/status");
+      round.rssBeforeConnsKiB = before;
+      round.rssWithConnsKiB = withConns;
+      round.idleConnsOpened = opened.opened ?? 0;
+      round.kibPerConn = round.idleConnsOpened > 0 ? (withConns - before) / round.idleConnsOpened : null;
+      if ((opened.failed ?? 0) > 0) round.notes.push(`memory: ${opened.failed} of ${ctx.settings.idleConns} connections failed to open`);
+    } finally {
+      holder.proc.stdin?.end();
+      const timer = setTimeout(() => holder.proc.kill("SIGKILL"), 10_000);
+      await holder.exited;
+      clearTimeout(timer);
+    }
+  });
+}

@@ -454,3 +454,47 @@ test("a TLS 1.3 session resumes with a ticket and is still identified and author
   second.end();
   await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "done" && l.source === creds.uri).length === 2);
 });
+
+test("TLS 1.2 negotiates an AEAD ECDHE suite, and a client offering only CBC suites is a tls_error", async (t) => {
+  const s = await setup(t, { cachedAuthz: true });
+  const creds = await s.client();
+  const tls12 = tlsConnect({ host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, maxVersion: "TLSv1.2", checkServerIdentity: () => undefined });
+  tls12.on("error", () => {});
+  await once(tls12, "secureConnect");
+  assert.equal(tls12.getProtocol(), "TLSv1.2");
+  assert.match(tls12.getCipher().name, /^ECDHE-ECDSA-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+  assert.equal(await echo(tls12, "v12"), "v12");
+  tls12.end();
+  await closedWith(s.cap, "done");
+
+  const cbc = tlsConnect({ host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA", checkServerIdentity: () => undefined });
+  cbc.on("error", () => {});
+  await closed(cbc);
+  await closedWith(s.cap, "tls_error");
+  assert.equal(s.app.accepts, 1);
+});
+
+test("a root change retires session tickets: a ticket from before it does not resume", async (t) => {
+  const s = await setup(t, { cachedAuthz: true });
+  const creds = await s.client();
+  const opts = { host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, checkServerIdentity: () => undefined };
+  const first = tlsConnect(opts);
+  first.on("error", () => {});
+  const ticket = once(first, "session");
+  assert.equal(await echo(first, "1"), "1");
+  const [session] = (await ticket) as [Buffer];
+  first.end();
+  await closedWith(s.cap, "done");
+
+  const extraCa = await makeCa({ trustDomain: s.ca.trustDomain });
+  s.mesh.store.setRoots(rootsOf([s.ca, extraCa]));
+  await s.cap.next((l) => l.msg === "TLS material updated" && Array.isArray(l.rootFingerprints) && l.rootFingerprints.length === 2);
+
+  const second = tlsConnect({ ...opts, session });
+  second.on("error", () => {});
+  await once(second, "secureConnect");
+  assert.equal(second.isSessionReused(), false, "full handshake against the new roots");
+  assert.equal(await echo(second, "2"), "2");
+  second.end();
+  await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "done").length === 2);
+});

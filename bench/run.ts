@@ -1,4 +1,4 @@
-// `npm run bench` (full: 3 rounds, ≈ 10 min) and `npm run bench -- --quick` (1 round, < 60 s).
+// `npm run bench` (full: 3 rounds, ≈ 8–10 min) and `npm run bench -- --quick` (1 round, < 60 s).
 // Three paths carry the same traffic to the same tiny app: direct, connect-sidecar (client sidecar
 // → mTLS → server sidecar, dev-agent certificates, a real intention check) and haproxy (the same
 // certificates). Measurements are interleaved (direct, sidecar, haproxy for each measurement, then
@@ -36,9 +36,9 @@ export const FULL: Settings = {
   mode: "full",
   rounds: 3,
   closed: { warmupMs: 500, durationMs: 5000 },
-  open: { rate: 1000, conns: 16, warmupMs: 1000, durationMs: 8000 },
-  throughputS: 10,
-  connRateS: 10,
+  open: { rate: 1000, conns: 16, warmupMs: 1000, durationMs: 6000 },
+  throughputS: 8,
+  connRateS: 8,
   bulkBytes: GIB,
   idleConns: 1000,
   settleMs: 1000,

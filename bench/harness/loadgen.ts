@@ -35,9 +35,10 @@ const nowNs = (): bigint => process.hrtime.bigint();
 // inside every latency it reports, so past this it would be measuring itself).
 const OPEN_MAX_LATENESS_P99_NS = 5_000_000;
 const OPEN_DRAIN_MS = 10_000;
+const MAX_CLOSED_ERRORS = 1000;
 
 async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise<ClosedResult> {
-  const conn = await HttpConn.open(job.target);
+  let conn = await HttpConn.open(job.target);
   const req = requestBytes(job.path);
   const hist = new Histogram();
   let errors = 0;
@@ -46,7 +47,8 @@ async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise
   await new Promise<void>((resolve) => {
     const next = (): void => {
       const t0 = nowNs();
-      if (t0 >= end || conn.closed) return resolve();
+      if (t0 >= end) return resolve();
+      if (conn.closed) return void reconnect();
       conn.send(req, (ok) => {
         const t1 = nowNs();
         if (t0 >= warmEnd) {
@@ -55,6 +57,21 @@ async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise
         }
         next();
       });
+    };
+    // A path that drops the connection is counted as an error and dialled again; a path that cannot
+    // be dialled at all ends the loop with what it has.
+    const reconnect = (): void => {
+      if (errors > MAX_CLOSED_ERRORS) return resolve();
+      HttpConn.open(job.target).then(
+        (c) => {
+          conn = c;
+          next();
+        },
+        () => {
+          errors++;
+          resolve();
+        },
+      );
     };
     next();
   });

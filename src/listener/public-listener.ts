@@ -29,7 +29,7 @@ export type InboundCloseReason = InboundRejectReason | PipeCloseReason | "intern
 export interface PublicListenerOptions {
   bind: { host: string; port: number };
   app: AppAddress;
-  /** From TCP accept to an allow verdict: TLS handshake, identity check and authorization (spec 6.1). */
+  /** From TCP accept to an allow verdict: TLS handshake, identity check and authorization (spec 6.1). 0: none. */
   handshakeTimeoutMs: number;
   localConnectTimeoutMs: number;
   /** Else a non-loopback app address is a ConfigError at start. */
@@ -195,7 +195,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     conns.add(c);
     if (s.maxConns > 0 && conns.size > s.maxConns) return finish(c, "max_conns");
     handshaking.set(raw, c);
-    c.deadline = setTimeout(() => stop.abort("handshake_timeout"), s.handshakeTimeoutMs);
+    if (s.handshakeTimeoutMs > 0) c.deadline = setTimeout(() => stop.abort("handshake_timeout"), s.handshakeTimeoutMs);
     serveInbound(c, s).then(
       (reason) => finish(c, reason),
       (err: unknown) => {
@@ -352,8 +352,8 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     activeCount: () => conns.size,
     close,
     destroy() {
+      for (const c of conns) c.stop.abort("shutdown"); // before close(), which would say "draining"
       void close();
-      for (const c of conns) c.stop.abort("shutdown");
     },
   };
 }

@@ -46,8 +46,17 @@ function baseParser(argv: string[]): Argv {
     .help(false)
     .version(false)
     .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+      throw err ?? new UsageError(explainUsage(msg));
     });
+}
+
+// yargs names flags without their dash; ours are written with one.
+function explainUsage(msg: string): string {
+  const unknown = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (unknown) return `unknown flag ${unknown[1]!.split(", ").map((f) => `-${f}`).join(", ")}; check the spelling against -help`;
+  const missing = /^Not enough arguments following: (.*)$/.exec(msg);
+  if (missing) return `-${missing[1]} needs a value`;
+  return msg;
 }
 
 function logOptions<T>(y: Argv<T>) {
@@ -128,7 +137,8 @@ type Args = Record<string, unknown> & { _: Array<string | number> };
  * naming the flag at fault. `env` supplies CONNECT_* and CONSUL_* variables.
  */
 export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Command> {
-  if (argv.length === 0 || argv[0] === "help" || argv[0] === "-h" || argv[0] === "--help" || argv[0] === "-help") {
+  if (argv.length === 0) throw new UsageError("name a command: proxy, dev-agent or demo");
+  if (argv[0] === "help" || argv[0] === "-h" || argv[0] === "--help" || argv[0] === "-help") {
     return { cmd: "help", text: await parser([]).demandCommand(0).getHelp() };
   }
   if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
@@ -174,6 +184,9 @@ function logSettings(args: Args): LogSettings {
 
 /** Validates the `proxy` flags into SidecarOptions (spec §9.1). Throws ConfigError naming the flag. */
 export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): SidecarOptions {
+  for (const [key, flag] of [["proxyId", "proxy-id"], ["sidecarFor", "sidecar-for"], ["service", "service"]] as const) {
+    if (args[key] === "") throw new ConfigError(flag, `-${flag} needs a value, such as -${flag} web`);
+  }
   const proxyId = optString(args, "proxyId") ?? nonEmpty(env.CONNECT_PROXY_ID);
   const sidecarFor = optString(args, "sidecarFor") ?? nonEmpty(env.CONNECT_SIDECAR_FOR);
   const service = optString(args, "service");

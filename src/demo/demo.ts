@@ -162,8 +162,9 @@ async function registerApp(
     Connect: {
       SidecarService: {
         Port: o.sidecarPort,
-        // A 1 s listening check, so the sidecar is discoverable as soon as it binds (the default is 10 s).
-        Checks: [{ Name: "Connect Sidecar Listening", TCP: `127.0.0.1:${o.sidecarPort}`, Interval: "1s" }],
+        // Only the alias check: the default TCP check would start critical (the sidecar is not up yet) and
+        // stay so for its 10 s interval, and its probes would fill the demo's log.
+        Checks: [{ Name: `Connect Sidecar Aliasing ${o.name}`, AliasService: o.name }],
         ...(o.upstreams ? { Proxy: { Upstreams: o.upstreams } } : {}),
       },
     },

@@ -27,9 +27,22 @@ const DROPPED_ENV = ["CONNECT_PROXY_ID", "CONNECT_SIDECAR_FOR", "CONSUL_HTTP_TOK
 export function spawnSidecar(opts: SidecarProcessOptions): SidecarProcess {
   const env = { ...process.env };
   for (const k of DROPPED_ENV) delete env[k];
-  const child: ChildProcess = spawn(process.execPath, [opts.cliPath, ...opts.args], { stdio: ["ignore", "pipe", "pipe"], env });
+  const child: ChildProcess = spawn(process.execPath, [opts.cliPath, ...opts.args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+    // Its own process group: Ctrl-C reaches the demo only, which then drains each sidecar with SIGTERM.
+    detached: true,
+  });
   if (child.pid === undefined) throw new Error(`could not start the ${opts.name} sidecar process`);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // A detached child outlives a crashed parent: kill it when this process exits with the child still alive.
+  const killOnExit = (): void => void child.kill("SIGKILL");
+  process.on("exit", killOnExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      process.off("exit", killOnExit);
+      resolve();
+    }),
+  );
   const prefix = `[${opts.name}]`;
 
   const ready = new Promise<{ adminUrl: string }>((resolve, reject) => {

@@ -196,8 +196,6 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       metrics,
       logConnections: opts.logConnections,
     });
-    const a = l.address();
-    log.info({ address: formatHostPort(a.host, a.port), app: formatApp(s.app), service: s.service }, `public listener on ${formatHostPort(a.host, a.port)}`);
     return l;
   };
 
@@ -215,7 +213,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       signal: stop.signal,
       onError: (err: AgentError, failures: number) => {
         metrics.watchErrors.labels("proxy_config").inc();
-        log.warn({ code: err.code, status: err.status, failures, msg: err.message, proxyId }, "proxy configuration watch failed; retrying");
+        log.warn({ code: err.code, status: err.status, failures, error: err.message, proxyId }, "proxy configuration watch failed; retrying");
       },
     });
     for await (const svc of changes) {
@@ -442,7 +440,7 @@ async function findSidecarWithRetry(
       if (signal.aborted) return undefined;
       if (!(err instanceof AgentError) || err.code !== "unreachable") throw err;
       const delayMs = Math.min(250 * 2 ** (attempt - 1), 5_000);
-      log.warn({ msg: err.message, attempt, retryInMs: delayMs }, "the agent is unreachable; retrying -sidecar-for");
+      log.warn({ error: err.message, attempt, retryInMs: delayMs }, "the agent is unreachable; retrying -sidecar-for");
       const slept = await sleep(delayMs, true, { signal }).catch(() => false);
       if (!slept) return undefined;
     }

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { ProcessGroup, type ChildHandle } from "./harness/children.js";
 import { emptyRound, PATH_IDS, PATH_LABELS, summarizePath, type PathId, type RoundFigures } from "./harness/figures.js";
 import { startHaproxyPair, type HaproxyPair } from "./harness/haproxy.js";
-import { describeMachine, hasTaskset, pinSelf, planPinning, rssKiB } from "./harness/machine.js";
+import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, rssKiB } from "./harness/machine.js";
 import {
   measureBulk,
   measureClosed,
@@ -109,7 +109,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
 
   const machine = describeMachine();
-  const pinning = planPinning(machine.cores, hasTaskset());
+  const pinning = planPinning(allowedCpus(), hasTaskset());
   const group = new ProcessGroup({ tasksetAvailable: pinning.generator !== undefined || pinning.proxies !== undefined });
   const tmp = mkdtempSync(join(tmpdir(), "connect-sidecar-bench-"));
   chmodSync(tmp, 0o700);
@@ -130,7 +130,7 @@ async function main(): Promise<number> {
   pinSelf(pinning.generator);
   log(`${settings.mode} run: ${settings.rounds} round(s); ${machine.cpuModel}, ${machine.cores} cores; node ${machine.node}, openssl ${machine.openssl}; ${pinning.note}`);
 
-  const tools = ensureTools({ install: args.install, installTimeoutMs: args.quick ? 40_000 : 180_000 });
+  const tools = ensureTools({ install: args.install, installBudgetMs: args.quick ? 45_000 : 240_000 });
   for (const n of tools.notes) log(n);
   const notes: string[] = [];
 

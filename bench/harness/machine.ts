@@ -30,16 +30,36 @@ export function hasTaskset(): boolean {
   }
 }
 
+/** The CPUs this process may run on (Linux Cpus_allowed_list), or undefined when unknown. */
+export function allowedCpus(): number[] | undefined {
+  try {
+    const m = /^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    if (!m) return undefined;
+    const ids: number[] = [];
+    for (const part of m[1]!.trim().split(",")) {
+      const [a, b] = part.split("-").map(Number);
+      if (a === undefined || !Number.isInteger(a)) return undefined;
+      for (let i = a; i <= (b ?? a); i++) ids.push(i);
+    }
+    return ids.length > 0 ? ids : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Keeps the load generator and the app off the proxies' CPUs: with 4+ cores the generator, the app
- * and the proxies each get their own; with 2–3 the generator and app share cpu 0 and the proxies get
- * cpu 1; with 1 core (or no taskset) nothing is pinned.
+ * Keeps the load generator and the app off the proxies' CPUs, using the CPUs this process may run
+ * on: with 4+ the generator, the app and the proxies each get their own; with 2–3 the generator and
+ * app share the first and the proxies get the second; with 1 (or no taskset) nothing is pinned.
  */
-export function planPinning(cores: number, taskset: boolean): Pinning {
+export function planPinning(cpuIds: number[] | undefined, taskset: boolean): Pinning {
   if (!taskset) return { generator: undefined, app: undefined, proxies: undefined, note: "taskset not available: nothing pinned" };
-  if (cores >= 4) return { generator: "0", app: "1", proxies: "2,3", note: "generator cpu 0, app cpu 1, proxies cpus 2-3" };
-  if (cores >= 2) return { generator: "0", app: "0", proxies: "1", note: "generator + app cpu 0, proxies cpu 1" };
-  return { generator: undefined, app: undefined, proxies: undefined, note: "1 core: nothing pinned" };
+  if (cpuIds === undefined || cpuIds.length < 2) return { generator: undefined, app: undefined, proxies: undefined, note: "1 core: nothing pinned" };
+  const [a, b, c, d] = cpuIds.map(String) as [string, string, string | undefined, string | undefined];
+  if (c !== undefined && d !== undefined) {
+    return { generator: a, app: b, proxies: `${c},${d}`, note: `generator cpu ${a}, app cpu ${b}, proxies cpus ${c},${d}` };
+  }
+  return { generator: a, app: a, proxies: b, note: `generator + app + harness cpu ${a}, proxies cpu ${b}` };
 }
 
 /** Pins this (harness) process, with its in-process dev agent, to `cpus`; false when that fails. */

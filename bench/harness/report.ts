@@ -115,8 +115,8 @@ export function renderMarkdown(r: BenchResults): string {
   }
   out.push("");
   out.push("## Per process", "");
-  out.push("| path | process | RSS after start-up KiB |", "|---|---|---:|");
-  for (const p of r.paths) for (const proc of p.processes) out.push(`| ${p.label} | ${proc.name} | ${proc.rssStartKiB ?? "—"} |`);
+  out.push("| process | path | RSS after start-up KiB |", "|---|---|---:|");
+  for (const p of r.paths) for (const proc of p.processes) out.push(`| ${proc.name} | ${p.label} | ${proc.rssStartKiB ?? "—"} |`);
   out.push("");
   const notes = [
     ...r.tools.notes,

@@ -18,21 +18,23 @@ function versionOf(path: string, args: string[]): string {
   return text.split("\n").find((l) => l.trim() !== "")?.trim() ?? "unknown";
 }
 
-function aptInstall(pkgs: string[], timeoutMs: number, notes: string[]): void {
+function aptInstall(pkgs: string[], budgetMs: number, notes: string[]): void {
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  const install = (): boolean => {
-    const r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { env, timeout: timeoutMs, stdio: "ignore" });
-    return r.status === 0;
-  };
+  const deadline = Date.now() + budgetMs;
+  const left = (): number => Math.max(1, deadline - Date.now());
+  const install = (): boolean =>
+    spawnSync("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], { env, timeout: left(), stdio: "ignore" }).status === 0;
   if (install()) return void notes.push(`installed ${pkgs.join(", ")} with apt-get`);
-  const update = spawnSync("apt-get", ["update"], { env, timeout: timeoutMs, stdio: "ignore" });
+  if (Date.now() >= deadline) return void notes.push(`apt-get install ${pkgs.join(" ")} did not finish within ${budgetMs / 1000} s`);
+  const update = spawnSync("apt-get", ["update"], { env, timeout: left(), stdio: "ignore" });
   if (update.status !== 0) return void notes.push(`apt-get update failed (${update.error?.message ?? `exit ${update.status}`})`);
   if (install()) return void notes.push(`installed ${pkgs.join(", ")} with apt-get (after apt-get update)`);
-  notes.push(`apt-get install ${pkgs.join(" ")} failed`);
+  notes.push(`apt-get install ${pkgs.join(" ")} failed${Date.now() >= deadline ? ` (out of its ${budgetMs / 1000} s budget)` : ""}`);
 }
 
 /** Finds haproxy and wrk, installing the missing ones when allowed and possible. Never throws. */
-export function ensureTools(opts: { install: boolean; installTimeoutMs: number }): Tools {
+/** `installBudgetMs` bounds the whole apt-get sequence (install, update, install). */
+export function ensureTools(opts: { install: boolean; installBudgetMs: number }): Tools {
   const notes: string[] = [];
   const missing = ["haproxy", "wrk"].filter((t) => which(t) === undefined);
   if (missing.length > 0) {
@@ -40,7 +42,7 @@ export function ensureTools(opts: { install: boolean; installTimeoutMs: number }
     if (!opts.install) notes.push(`${missing.join(", ")} missing; installation disabled (--no-install)`);
     else if (!root) notes.push(`${missing.join(", ")} missing and the harness is not root: cannot apt-get install`);
     else if (which("apt-get") === undefined) notes.push(`${missing.join(", ")} missing and apt-get is not available`);
-    else aptInstall(missing, opts.installTimeoutMs, notes);
+    else aptInstall(missing, opts.installBudgetMs, notes);
   }
   const haproxyPath = which("haproxy");
   const wrkPath = which("wrk");

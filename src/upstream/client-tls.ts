@@ -106,20 +106,30 @@ export function dialInstance(inst: Instance, tls: ClientTlsContext, opts: DialOp
     const onConnect = (): void => {
       tcpAtMs = performance.now();
     };
+    // A session is kept only from a handshake whose server we verified (TLS 1.2 announces it
+    // before 'secureConnect', TLS 1.3 after): resuming it later proves the same server.
+    let verified = false;
+    let pendingSession: Buffer | undefined;
     const onSession = (s: Buffer): void => {
-      // TLS 1.3 tickets arrive after the handshake; keep the latest for the next connect.
-      inst.session = s;
+      if (!verified) return void (pendingSession = s);
+      inst.session = s; // TLS 1.3 tickets arrive after the handshake; keep the latest
       inst.sessionGeneration = tls.generation;
     };
     const onSecure = (): void => {
       if (tcpAtMs !== 0) opts.onHandshake((performance.now() - tcpAtMs) / 1000);
       if (!sock.authorized) return finish({ ok: false, reason: "bad_chain", detail: String(sock.authorizationError) });
-      // Checked here, not in checkServerIdentity: Node skips that hook for resumed sessions.
-      const got = firstUriSan(sock.getPeerCertificate());
-      if (!identityMatches(got, inst, tls.trustDomain)) {
-        inst.session = undefined;
-        return finish({ ok: false, reason: "wrong_server_identity", detail: `got ${got ?? "no URI SAN"}` });
+      // Checked here, not in checkServerIdentity, which Node skips for resumed sessions. A resumed
+      // session carries no peer certificate in Node; it was verified when the session was made,
+      // and it came from this instance's own cache (same address, identity and material).
+      if (!(session !== undefined && sock.isSessionReused())) {
+        const got = firstUriSan(sock.getPeerCertificate());
+        if (!identityMatches(got, inst, tls.trustDomain)) {
+          inst.session = undefined;
+          return finish({ ok: false, reason: "wrong_server_identity", detail: `got ${got ?? "no URI SAN"}` });
+        }
       }
+      verified = true;
+      if (pendingSession !== undefined) onSession(pendingSession);
       sock.pause();
       finish({ ok: true, value: sock });
     };

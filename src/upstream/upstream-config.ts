@@ -29,15 +29,16 @@ export interface UpstreamSpec {
 
 /**
  * Checks one upstream and derives its spec. Throws ConfigError naming the field (`upstreams[i].…`)
- * for an empty name, a missing bind, a bad socket mode or a bad connect_timeout_ms.
+ * for an empty name, a missing bind, a bad socket mode or a bad connect_timeout_ms. Port 0 (an
+ * ephemeral port, for tests) only with `allowEphemeralPort`: the agent never sends it (spec §6.1).
  */
-export function toUpstreamSpec(u: Upstream, field: string): UpstreamSpec {
+export function toUpstreamSpec(u: Upstream, field: string, opts: { allowEphemeralPort: boolean }): UpstreamSpec {
   if (u.destinationName === "") throw new ConfigError(`${field}.DestinationName`, "upstream destination name cannot be empty");
   if (u.destinationName === "*") throw new ConfigError(`${field}.DestinationName`, "upstream destination name cannot be a wildcard");
   let bind: UpstreamBind;
   if (u.localBindSocketPath !== "") {
     bind = { kind: "unix", path: u.localBindSocketPath, mode: parseSocketMode(u.localBindSocketMode, `${field}.LocalBindSocketMode`) };
-  } else if (u.localBindPort > 0 && u.localBindPort <= 65535) {
+  } else if (u.localBindPort >= 0 && u.localBindPort <= 65535 && (u.localBindPort > 0 || opts.allowEphemeralPort)) {
     const host = u.localBindAddress === "" ? "127.0.0.1" : u.localBindAddress;
     bind = { kind: "tcp", host, port: u.localBindPort };
   } else {

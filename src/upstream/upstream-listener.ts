@@ -86,6 +86,8 @@ export function closeRoute(route: Route): void {
 /** What the caller logs and counts once a connection ends. Filled in by serveUpstream. */
 interface ConnRecord {
   startMs: number;
+  /** Read at accept: a destroyed socket no longer knows its peer. */
+  client: string;
   instance: string;
   detail: string;
   proxied: boolean;
@@ -192,7 +194,7 @@ async function dialWithFailover(
 async function waitForCerts(ctx: ConnCtx, signal: AbortSignal, ms: number): Promise<ClientTlsContext | undefined> {
   if (ms < 1 || signal.aborted) return undefined;
   try {
-    await ctx.certs.ready(AbortSignal.any([signal, AbortSignal.timeout(ms)]));
+    await ctx.certs.ready(AbortSignal.any([signal, AbortSignal.timeout(Math.ceil(ms))]));
   } catch {
     return undefined;
   }
@@ -306,7 +308,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     if (rec.bytesFromServer > 0) r.sentBytes.inc(rec.bytesFromServer);
     const line = {
       listener: r.spec.listenerLabel,
-      client: client.remoteAddress === undefined ? "local" : formatHostPort(client.remoteAddress, client.remotePort ?? 0),
+      client: rec.client,
       instance: rec.instance || undefined,
       durationMs: Math.round(performance.now() - rec.startMs),
       bytesFromClient: rec.bytesFromClient,
@@ -326,7 +328,10 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     live++;
     r.accepted.inc();
     r.active.inc();
-    const rec: ConnRecord = { startMs: performance.now(), instance: "", detail: "", proxied: false, bytesFromClient: 0, bytesFromServer: 0 };
+    const rec: ConnRecord = {
+      startMs: performance.now(),
+      client: client.remoteAddress === undefined ? "local" : formatHostPort(client.remoteAddress, client.remotePort ?? 0),
+      instance: "", detail: "", proxied: false, bytesFromClient: 0, bytesFromServer: 0 };
     serveUpstream(client, r, ctx, rec).then(
       (reason) => finishConnection(client, r, rec, reason),
       (err: unknown) => {

@@ -61,6 +61,8 @@ export interface UpstreamsDeps {
   logConnections?: boolean;
   now?: () => number;
   random?: () => number;
+  /** Accept LocalBindPort 0 as "any free port" (tests); otherwise it is a ConfigError as in Consul. */
+  allowEphemeralPorts?: boolean;
 }
 
 /** Thrown by apply() when some listeners could not be bound; the others were applied. */
@@ -161,8 +163,8 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
   };
 
   return {
-    apply(upstreams) {
-      const specs = upstreams.map((u, i) => toUpstreamSpec(u, `upstreams[${i}]`));
+    async apply(upstreams) {
+      const specs = upstreams.map((u, i) => toUpstreamSpec(u, `upstreams[${i}]`, { allowEphemeralPort: deps.allowEphemeralPorts ?? false }));
       const seen = new Set<string>();
       for (const s of specs) {
         if (seen.has(s.bindKey)) {
@@ -175,7 +177,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
       }
       const run = queue.then(() => applyNow(specs));
       queue = run.catch(() => undefined);
-      return run;
+      await run;
     },
 
     status() {

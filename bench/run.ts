@@ -17,6 +17,7 @@ import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, rssKiB 
 import {
   measureBulk,
   measureClosed,
+  measureIdleRss,
   measureKeepAlive,
   measureMemory,
   measureNewConns,
@@ -188,11 +189,12 @@ async function main(): Promise<number> {
   const rssStart = new Map<PathId, Array<{ name: string; pid: number; rssStartKiB: number | null }>>();
   for (const [id, procs] of processes) rssStart.set(id, procs.map((c) => ({ name: c.name, pid: c.pid, rssStartKiB: rssKiB(c.pid) ?? null })));
 
-  const ctx: MeasureContext = { group, pinning, tools, loadgenPath: join(here, "harness", "loadgen.js"), settings, log };
+  const ctx: MeasureContext = { group, pinning, tools, loadgenPath: join(here, "harness", "loadgen.js"), settings };
   const order = PATH_IDS.filter((id) => live.has(id)).map((id) => live.get(id)!);
   const rounds = new Map<PathId, RoundFigures[]>(PATH_IDS.map((id) => [id, []]));
-  type Step = { what: string; run: (p: LivePath, r: RoundFigures) => Promise<void> };
+  type Step = { what: string; firstRoundOnly?: boolean; run: (p: LivePath, r: RoundFigures) => Promise<void> };
   const steps: Step[] = [
+    { what: "memory with idle connections (fresh processes)", firstRoundOnly: true, run: (p, r) => measureMemory(ctx, p, r) },
     { what: "closed-loop latency", run: (p, r) => measureClosed(ctx, p, r) },
     { what: "open-loop latency", run: (p, r) => measureOpen(ctx, p, r) },
     { what: "keep-alive @16", run: (p, r) => measureKeepAlive(ctx, p, r, 16) },
@@ -200,11 +202,12 @@ async function main(): Promise<number> {
     { what: "new connections", run: (p, r) => measureNewConns(ctx, p, r) },
     { what: "bulk down", run: (p, r) => measureBulk(ctx, p, r, "down") },
     { what: "bulk up", run: (p, r) => measureBulk(ctx, p, r, "up") },
-    { what: "memory", run: (p, r) => measureMemory(ctx, p, r) },
+    { what: "idle RSS after load", run: (p, r) => measureIdleRss(ctx, p, r) },
   ];
   for (let i = 0; i < settings.rounds; i++) {
     const figures = new Map<PathId, RoundFigures>(order.map((p) => [p.id, emptyRound()]));
     for (const step of steps) {
+      if (step.firstRoundOnly && i > 0) continue;
       log(`round ${i + 1}/${settings.rounds}: ${step.what} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       for (const p of order) await step.run(p, figures.get(p.id)!);
     }
@@ -248,7 +251,7 @@ async function main(): Promise<number> {
       throughput: tools.wrk ? `wrk -t1 (${tools.wrk.version}), ${settings.throughputS} s per figure` : `Node closed-loop connections (wrk not available), ${settings.throughputS} s per figure`,
       "new connections": tools.wrk ? `wrk -t1 -c16 -H "Connection: close", ${settings.connRateS} s` : `Node: 16 clients, connect + 1 request + close, ${settings.connRateS} s`,
       bulk: `${settings.bulkBytes / MIB} MiB over one connection to a raw TCP sink/source app, each direction`,
-      memory: `VmRSS of the path's client-side and server-side proxy, idle then with ${settings.idleConns} idle proxied connections (one request each)`,
+      memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each), once before any load; and idle at the end of each round`,
     },
     settings: {
       rounds: settings.rounds,

@@ -22,15 +22,26 @@ export interface RoundFigures {
   newConnsPerS: number | null;
   bulkDownMBps: number | null;
   bulkUpMBps: number | null;
-  /** Sum over the path's two proxy processes (client side + server side). */
+  /**
+   * Sum over the path's two proxy processes (client side + server side). The idle-connection
+   * figures are taken once, in round 1 before any load, on fresh processes: after load, allocator
+   * pools and grown heaps would absorb new connections and hide their cost.
+   */
   rssBeforeConnsKiB: number | null;
   rssWithConnsKiB: number | null;
   kibPerConn: number | null;
   idleConnsOpened: number | null;
+  /** Idle RSS at the end of the round, after its load (summed like the others); every round. */
+  rssAfterRoundKiB: number | null;
   /** Anything odd in this round: errors counted by a generator, an open loop that did not hold its rate. */
   notes: string[];
+  /** Closed-loop details: how many requests the percentiles are drawn from. */
+  closed: { samples: number; errors: number; meanUs: number; maxUs: number } | null;
   /** Open-loop generator details (how late it sent, whether it held the rate). */
-  open: { held: boolean; reason: string | undefined; latenessP99Us: number; sent: number; errors: number } | null;
+  open: {
+    held: boolean; reason: string | undefined; latenessP50Us: number; latenessP99Us: number;
+    sent: number; errors: number; samples: number;
+  } | null;
 }
 
 export function emptyRound(): RoundFigures {
@@ -39,11 +50,11 @@ export function emptyRound(): RoundFigures {
     openP50Us: null, openP90Us: null, openP99Us: null,
     rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
     rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
-    notes: [], open: null,
+    rssAfterRoundKiB: null, notes: [], closed: null, open: null,
   };
 }
 
-type RawKey = Exclude<keyof RoundFigures, "notes" | "open">;
+type RawKey = Exclude<keyof RoundFigures, "notes" | "open" | "closed">;
 const ADDED_OF = {
   closedAddedP50Us: "closedP50Us",
   closedAddedP99Us: "closedP99Us",
@@ -96,11 +107,12 @@ export const TABLES: Array<{ title: string; note: string; metrics: MetricDef[] }
   },
   {
     title: "Memory (both proxy processes of the path, summed)",
-    note: "RSS in KiB.",
+    note: "RSS in KiB. Idle, with idle connections and per connection: once, on fresh processes before any load; after load: idle at the end of each round.",
     metrics: [
       { key: "rssBeforeConnsKiB", label: "RSS idle KiB", unit: "KiB", better: "lower", digits: 0 },
       { key: "rssWithConnsKiB", label: "RSS with idle conns KiB", unit: "KiB", better: "lower", digits: 0 },
       { key: "kibPerConn", label: "KiB per conn", unit: "KiB", better: "lower", digits: 1 },
+      { key: "rssAfterRoundKiB", label: "RSS idle after load KiB", unit: "KiB", better: "lower", digits: 0 },
     ],
   },
 ];

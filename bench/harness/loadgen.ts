@@ -108,7 +108,7 @@ async function openLoop(job: Extract<LoadgenJob, { mode: "open" }>): Promise<Ope
     const dispatch = (): void => {
       while (head < queue.length && idle.length > 0) {
         const intended = queue[head++]!;
-        const conn = idle.pop()!;
+        const conn = idle.shift()!; // oldest idle first: all the connections carry traffic, as with a fixed per-connection rate
         if (head > 4096) {
           queue.splice(0, head);
           head = 0;

@@ -37,7 +37,6 @@ export interface MeasureContext {
   tools: Tools;
   loadgenPath: string;
   settings: Settings;
-  log: (line: string) => void;
 }
 
 const us = (ns: number): number => ns / 1000;
@@ -70,6 +69,7 @@ export function measureClosed(ctx: MeasureContext, p: LivePath, round: RoundFigu
     round.closedP50Us = us(h.percentile(50));
     round.closedP99Us = us(h.percentile(99));
     round.closedP999Us = us(h.percentile(99.9));
+    round.closed = { samples: h.total, errors: r.errors, meanUs: us(h.meanNs()), maxUs: us(h.max) };
     if (r.errors > 0) round.notes.push(`closed loop: ${r.errors} failed requests`);
   });
 }
@@ -83,7 +83,10 @@ export function measureOpen(ctx: MeasureContext, p: LivePath, round: RoundFigure
       { mode: "open", target: p.http, path: "/1k", rate: o.rate, conns: o.conns, warmupMs: o.warmupMs, durationMs: o.durationMs },
       o.warmupMs + o.durationMs + 10_000,
     );
-    round.open = { held: r.held, reason: r.reason, latenessP99Us: us(r.latenessP99Ns), sent: r.sent, errors: r.errors };
+    round.open = {
+      held: r.held, reason: r.reason, latenessP50Us: us(r.latenessP50Ns), latenessP99Us: us(r.latenessP99Ns),
+      sent: r.sent, errors: r.errors, samples: Histogram.fromJSON(r.hist).total,
+    };
     if (!r.held) {
       round.notes.push(`open loop: the generator could not hold ${o.rate} req/s (${r.reason}); no open-loop figures`);
       return;
@@ -144,6 +147,13 @@ function sumRss(procs: ChildHandle[]): number | undefined {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Idle RSS of the path's proxies after settleMs (the end-of-round figure). */
+export async function measureIdleRss(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  if (p.proxies.length === 0) return;
+  await sleep(ctx.settings.settleMs);
+  round.rssAfterRoundKiB = sumRss(p.proxies) ?? null;
+}
 
 /** RSS of the path's proxies before and with N idle proxied connections open; KiB per connection. */
 export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {

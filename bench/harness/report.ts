@@ -114,6 +114,18 @@ export function renderMarkdown(r: BenchResults): string {
     if (r.authz.missUsPerDecision !== null) out.push(`- \`decide\` miss (in-memory agent): ${r.authz.missUsPerDecision.toFixed(2)} µs/decision`);
   }
   out.push("");
+  out.push("## Generators", "");
+  for (const p of r.paths) {
+    if (p.skipped !== null) continue;
+    const closed = p.rounds.map((x) => x.closed?.samples).filter((v): v is number => v !== undefined);
+    const open = p.rounds.map((x) => x.open).filter((v) => v !== null);
+    const late = open.map((o) => `${o.latenessP50Us.toFixed(0)}/${o.latenessP99Us.toFixed(0)}`).join(", ");
+    out.push(
+      `- ${p.label}: closed loop ${closed.map((n) => fmt(n, 0)).join(", ") || "—"} samples per round; ` +
+        `open loop ${open.map((o) => fmt(o.samples, 0)).join(", ") || "—"} samples, generator behind schedule p50/p99 ${late || "—"} µs`,
+    );
+  }
+  out.push("");
   out.push("## Per process", "");
   out.push("| process | path | RSS after start-up KiB |", "|---|---|---:|");
   for (const p of r.paths) for (const proc of p.processes) out.push(`| ${proc.name} | ${p.label} | ${proc.rssStartKiB ?? "—"} |`);

@@ -19,7 +19,7 @@ const LATENCY_AND_RATES: Array<keyof RoundFigures> = [
   "closedP50Us", "closedP99Us", "closedP999Us", "rps16", "rps64", "newConnsPerS", "bulkDownMBps", "bulkUpMBps",
 ];
 const OPEN: Array<keyof RoundFigures> = ["openP50Us", "openP90Us", "openP99Us"];
-const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "idleConnsOpened"];
+const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "idleConnsOpened", "rssAfterRoundKiB"];
 
 function runQuick(outDir: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {

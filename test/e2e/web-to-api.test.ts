@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { dial, echo, closed, freePort, registerApp, setIntention, startEchoApp, startMesh, startSidecar } from "./mesh.js";
+
+test("web → api: bytes cross both sidecars (upstream listener → mTLS → public listener → app) and back", async (t) => {
+  const mesh = await startMesh(t);
+  const api = await startEchoApp(t);
+  const web = await startEchoApp(t);
+  const upstreamPort = await freePort();
+  await registerApp(mesh, { name: "api", appPort: api.port });
+  await registerApp(mesh, { name: "web", appPort: web.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  await setIntention(mesh, "web", "api", "allow");
+  const apiSidecar = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
+  await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
+
+  const sock = await dial(upstreamPort);
+  assert.equal(await echo(sock, "hello through the mesh"), "hello through the mesh");
+  const big = "x".repeat(256 * 1024);
+  assert.equal(await echo(sock, big), big);
+  sock.end();
+  await closed(sock);
+
+  const status = apiSidecar.sidecar.status();
+  assert.equal(status.ready, true);
+  assert.equal(status.service, "api");
+  assert.match(status.identity?.serviceUri ?? "", /^spiffe:\/\/[^/]+\/ns\/default\/dc\/dc1\/svc\/api$/);
+  assert.equal(status.listeners.public?.address, `127.0.0.1:${apiSidecar.sidecar.publicAddress()?.port}`);
+});
+
+test("a deny intention created while a connection is open closes it, and new connections are refused", async (t) => {
+  const mesh = await startMesh(t);
+  const api = await startEchoApp(t);
+  const web = await startEchoApp(t);
+  const upstreamPort = await freePort();
+  await registerApp(mesh, { name: "api", appPort: api.port });
+  await registerApp(mesh, { name: "web", appPort: web.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  await setIntention(mesh, "web", "api", "allow");
+  await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
+  await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
+
+  const live = await dial(upstreamPort);
+  assert.equal(await echo(live, "before"), "before");
+  const wasClosed = closed(live);
+  const flippedAt = performance.now();
+  await setIntention(mesh, "web", "api", "deny");
+  await wasClosed;
+  t.diagnostic(`live connection closed ${Math.round(performance.now() - flippedAt)} ms after the deny intention`);
+
+  const fresh = await dial(upstreamPort);
+  await assert.rejects(echo(fresh, "after"), /connection ended/);
+  await closed(fresh);
+});

@@ -174,7 +174,8 @@ export function parsePreparedQueryNodes(body: unknown): HealthEntry[] {
 export function parseIntentionMatch(body: unknown, name: string): Intention[] {
   const o = asObject(body, "match");
   const f = `match[${JSON.stringify(name)}]`;
-  return optArray(o[name], f).map((v, i) => parseIntention(v, `${f}[${i}]`));
+  // hasOwn: a destination named "constructor" or "toString" must not read Object.prototype.
+  return optArray(Object.hasOwn(o, name) ? o[name] : undefined, f).map((v, i) => parseIntention(v, `${f}[${i}]`));
 }
 
 function parseIntention(v: unknown, f: string): Intention {
@@ -267,9 +268,8 @@ function optArray(v: unknown, f: string): unknown[] {
 
 function optStringMap(v: unknown, f: string): Record<string, string> {
   const o = optObject(v, f);
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(o)) out[k] = asString(val, `${f}[${JSON.stringify(k)}]`);
-  return out;
+  // fromEntries defines own keys: a plain `out[k] =` would drop a "__proto__" key.
+  return Object.fromEntries(Object.entries(o).map(([k, val]) => [k, asString(val, `${f}[${JSON.stringify(k)}]`)]));
 }
 
 function asDate(v: unknown, f: string): Date {

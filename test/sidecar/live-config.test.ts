@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { listAgentServices } from "../../src/agent/index.js";
+import { closed, dial, echo, freePort, registerApp, startEchoApp, startMesh, startSidecar } from "../e2e/mesh.js";
+
+async function until<T>(probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test("a changed registration applies live: the public listener re-binds without dropping connections, new upstreams open", async (t) => {
+  const mesh = await startMesh(t);
+  const apiApp = await startEchoApp(t);
+  const webApp = await startEchoApp(t);
+  const upstreamPort = await freePort();
+  await registerApp(mesh, { name: "api", appPort: apiApp.port });
+  await registerApp(mesh, { name: "web", appPort: webApp.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const api = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
+  const web = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
+
+  const live = await dial(upstreamPort);
+  assert.equal(await echo(live, "one"), "one");
+
+  // api's sidecar moves to a new port; web gains a second upstream (to itself).
+  const newApiPort = await registerApp(mesh, { name: "api", appPort: apiApp.port, sidecarPort: await freePort() });
+  const secondUpstream = await freePort();
+  await registerApp(mesh, {
+    name: "web",
+    appPort: webApp.port,
+    upstreams: [
+      { DestinationName: "api", LocalBindPort: upstreamPort },
+      { DestinationName: "web", LocalBindPort: secondUpstream },
+    ],
+  });
+  await until(() => (api.sidecar.publicAddress()?.port === newApiPort ? true : undefined));
+  await until(() => (web.sidecar.status().upstreams.length === 2 ? true : undefined));
+  assert.equal(await echo(live, "two"), "two", "the connection made before the re-bind still works");
+
+  const viaNew = await dial(secondUpstream);
+  assert.equal(await echo(viaNew, "three"), "three");
+  viaNew.end();
+  await closed(viaNew);
+  live.end();
+  await closed(live);
+});
+
+test("static mode with -register registers <service>-proxy with a TTL check and deregisters on close", async (t) => {
+  const mesh = await startMesh(t);
+  const app = await startEchoApp(t);
+  const { sidecar } = await startSidecar(t, mesh, {
+    t: "static",
+    service: "api",
+    listen: { host: "127.0.0.1", port: 0 },
+    app: { host: "127.0.0.1", port: app.port },
+    upstreams: [],
+    register: { idSuffix: "x" },
+  });
+  const services = await listAgentServices(mesh.mgmt);
+  const reg = services.get("api-proxy-x");
+  assert.ok(reg, "registered");
+  assert.equal(reg.kind, "connect-proxy");
+  assert.equal(reg.service, "api-proxy");
+  assert.equal(reg.port, sidecar.publicAddress()!.port);
+  assert.equal(reg.proxy?.destinationServiceName, "api");
+  const checks = (await mesh.mgmt.request({ method: "GET", path: "/v1/agent/checks" })).body as Record<string, { Status: string }>;
+  assert.equal(checks["api-proxy-x-ttl"]?.Status, "passing");
+  assert.deepEqual(sidecar.status().registration, { id: "api-proxy-x", checkId: "api-proxy-x-ttl" });
+
+  assert.equal(await sidecar.close(1000), 0);
+  assert.equal((await listAgentServices(mesh.mgmt)).has("api-proxy-x"), false);
+});

@@ -128,8 +128,9 @@ export async function runDemo(opts: DemoOptions, deps: DemoDeps): Promise<number
     for (const line of lines) print(line);
 
     await stopSignal;
-    log.info("stopping the demo");
+    print("stopping the demo: draining the sidecars, then the apps and the dev agent (Ctrl-C again to force)");
     await cleanup();
+    print("demo stopped");
     return 0;
   } catch (err) {
     log.error({ err }, "the demo failed to start");
@@ -223,11 +224,14 @@ function freePort(): Promise<number> {
   });
 }
 
+// The first Ctrl-C stops everything in order; a second one exits at once (the sidecar children are
+// killed by their process "exit" hook).
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
+    let seen = false;
     const on = (sig: NodeJS.Signals): void => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
+      if (seen) process.exit(1);
+      seen = true;
       resolve(sig);
     };
     process.on("SIGINT", on);

@@ -152,6 +152,7 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
       }
       const ca = o.ca ?? (await mesh.roots()).roots.map((r) => r.rootCertPem);
       const sockets = new Set<TLSSocket>();
+      const raw = new Set<Socket>(); // every TCP connection, handshaken or not
       const server = createTlsServer({ key: leaf.key, cert: leaf.certChain, ca, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true });
       const inst: Instance = {
         id: o.id,
@@ -164,6 +165,7 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
           const closed = once(server, "close");
           server.close();
           for (const s of sockets) s.destroy();
+          for (const s of raw) s.destroy();
           await closed;
         },
       };
@@ -176,6 +178,10 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
         (o.handler ?? echo)(sock);
       });
       server.on("tlsClientError", () => {});
+      server.on("connection", (s: Socket) => {
+        raw.add(s);
+        s.on("close", () => raw.delete(s));
+      });
       server.listen(0, "127.0.0.1");
       await once(server, "listening");
       inst.port = (server.address() as { port: number }).port;

@@ -127,7 +127,8 @@ test("three instances, one killed: no new connection fails and the dead one gets
   const port = portOf(ups, "db");
   await until(() => ups.status()[0]!.instances.length === 3, "three instances discovered");
 
-  for (let i = 0; i < 15; i++) assert.equal(await roundTrip(port, `ping ${i}`), `ping ${i}`);
+  // Ties are broken at random: with 40 connections each instance gets some, but for a 1e-7 chance.
+  for (let i = 0; i < 40; i++) assert.equal(await roundTrip(port, `ping ${i}`), `ping ${i}`);
   assert.ok(a.accepts > 0 && b.accepts > 0 && c.accepts > 0, `spread: ${a.accepts}/${b.accepts}/${c.accepts}`);
 
   await b.kill();
@@ -142,9 +143,11 @@ test("three instances, one killed: no new connection fails and the dead one gets
   const deadDials = (await counterValue(mesh.metrics.upstreamDialAttempts, { upstream: "db", instance: bAddr })) - dialsBefore;
   assert.ok(deadDials <= 2, `dead instance dialled ${deadDials} times`);
   assert.equal(a.accepts + c.accepts - acceptsBefore, 40);
-  assert.equal(await counterValue(mesh.metrics.upstreamEjections, { upstream: "db", instance: bAddr }), 1);
+  // Two failures eject it (it is picked at random among equals, so almost surely twice in 40 tries).
+  const ejected = await counterValue(mesh.metrics.upstreamEjections, { upstream: "db", instance: bAddr });
+  assert.equal(ejected, deadDials === 2 ? 1 : 0);
   const st = ups.status()[0]!.instances.find((i) => i.address === bAddr);
-  assert.ok(st?.ejectedUntilMs !== undefined, "status shows the ejection");
+  assert.equal(st?.ejectedUntilMs !== undefined, ejected === 1, "status shows the ejection");
 });
 
 test("an instance turned critical stops receiving new connections", async (t) => {

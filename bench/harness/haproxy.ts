@@ -103,8 +103,13 @@ backend bulk_app
   const http = { host: LOOPBACK, port: ports.clientHttp };
   const bulk = { host: LOOPBACK, port: ports.clientBulk };
   const context = (): string => `${client.tail()}\n${server.tail()}`;
-  await waitForHttp(http, o.readyTimeoutMs, context);
-  await waitForBulk(bulk, o.readyTimeoutMs, context);
+  try {
+    await waitForHttp(http, o.readyTimeoutMs, context);
+    await waitForBulk(bulk, o.readyTimeoutMs, context);
+  } catch (err) {
+    await Promise.all([client.stop(2000), server.stop(2000)]);
+    throw err;
+  }
   return {
     client,
     server,

@@ -154,15 +154,23 @@ export async function startMesh(
       env,
     });
   };
-  const server = await spawnSidecar("server");
-  const bulk = await spawnSidecar("bulk");
-  const client = await spawnSidecar("client");
-  const isReady = (line: string): true | undefined => (line.includes('"sidecar ready"') ? true : undefined);
-  await Promise.all([server, bulk, client].map((s) => s.waitFor(isReady, o.readyTimeoutMs)));
+  const started: ChildHandle[] = [];
   const http = { host: LOOPBACK, port: base.upstreamPorts.http };
   const bulkTarget = { host: LOOPBACK, port: base.upstreamPorts.bulk };
-  await waitForHttp(http, o.readyTimeoutMs, () => `${client.tail()}\n${server.tail()}`);
-  await waitForBulk(bulkTarget, o.readyTimeoutMs, () => `${client.tail()}\n${bulk.tail()}`);
+  let sidecars: { client: ChildHandle; server: ChildHandle; bulk: ChildHandle };
+  try {
+    for (const service of ["server", "bulk", "client"]) started.push(await spawnSidecar(service));
+    const [server, bulk, client] = started as [ChildHandle, ChildHandle, ChildHandle];
+    sidecars = { client, server, bulk };
+    const isReady = (line: string): true | undefined => (line.includes('"sidecar ready"') ? true : undefined);
+    await Promise.all(started.map((s) => s.waitFor(isReady, o.readyTimeoutMs)));
+    await waitForHttp(http, o.readyTimeoutMs, () => `${client.tail()}\n${server.tail()}`);
+    await waitForBulk(bulkTarget, o.readyTimeoutMs, () => `${client.tail()}\n${bulk.tail()}`);
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop(2000)));
+    throw err;
+  }
+  const { client, server, bulk } = sidecars;
   return {
     agent: base.agent,
     mgmt: base.mgmt,

@@ -30,7 +30,7 @@ export interface BenchResults {
   generators: Record<string, string>;
   settings: Record<string, number | string>;
   paths: PathResult[];
-  /** ours = connect-sidecar; a ratio is of the medians. Null where either side is missing or zero. */
+  /** ours = connect-sidecar; a ratio is of the medians. Null where either side is missing or not positive. */
   ratios: { oursOverHaproxy: Record<MetricKey, number | null>; oursOverDirect: Record<MetricKey, number | null> };
   authz: { nsPerDecision: number | null; missUsPerDecision: number | null; output: string; skipped: string | null };
   notes: string[];
@@ -44,8 +44,10 @@ export function computeRatios(paths: PathResult[]): BenchResults["ratios"] {
     const p = paths.find((x) => x.id === id);
     return p && p.skipped === null ? p.summary[k]?.median : undefined;
   };
+  // Only between two positive figures: an "added" latency can come out negative when a tail
+  // percentile is noise, and a ratio of that says nothing.
   const ratio = (a: number | undefined, b: number | undefined): number | null =>
-    a === undefined || b === undefined || b === 0 || !Number.isFinite(a / b) ? null : a / b;
+    a === undefined || b === undefined || a <= 0 || b <= 0 || !Number.isFinite(a / b) ? null : a / b;
   const oursOverHaproxy = {} as Record<MetricKey, number | null>;
   const oursOverDirect = {} as Record<MetricKey, number | null>;
   for (const m of ALL_METRICS) {

@@ -309,7 +309,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     unsubscribeRevoke();
   };
 
-  log.info({ listener: LISTENER, address: server.address(), app: describeApp(settings.app) }, "public listener started");
+  log.info({ listener: LISTENER, address: describeBound(server, opts.bind), app: describeApp(settings.app) }, "public listener started");
 
   function close(): Promise<void> {
     if (state.t === "closing") return state.done;
@@ -347,7 +347,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       const old = server;
       server = fresh;
       old.close(); // stops accepting; its live connections are ours and continue
-      log.info({ listener: LISTENER, address: fresh.address() }, "public listener rebound");
+      log.info({ listener: LISTENER, address: describeBound(fresh, bind) }, "public listener rebound");
     },
     activeCount: () => conns.size,
     close,
@@ -381,4 +381,11 @@ function mapGet<K, V>(map: Map<K, V>, key: K, make: () => V): V {
   let v = map.get(key);
   if (v === undefined) map.set(key, (v = make()));
   return v;
+}
+
+/** "host:port" of a bound server, for log lines. */
+function describeBound(server: Server, fallback: { host: string; port: number }): string {
+  const a = server.address();
+  const { host, port } = typeof a === "object" && a !== null ? { host: a.address, port: a.port } : fallback;
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

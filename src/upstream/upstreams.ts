@@ -99,8 +99,15 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
 
+  // A removed destination's gauge goes too, unless another listener still serves that name.
+  const dropRoute = (name: string): void => {
+    for (const l of listeners.values()) if (l.route.spec.upstream.destinationName === name) return;
+    deps.metrics.upstreamHealthyInstances.remove(name);
+  };
+
   const retire = (l: UpstreamListener): void => {
     closeRoute(l.route);
+    dropRoute(l.route.spec.upstream.destinationName);
     retiring.add(l);
     void l.close().then(() => retiring.delete(l));
   };
@@ -136,6 +143,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
         const old = l.route;
         l.route = createRoute(spec, routeDeps); // new connections only; live ones keep their instance
         closeRoute(old);
+        dropRoute(old.spec.upstream.destinationName);
         deps.log.info({ listener: spec.listenerLabel, was: old.spec.listenerLabel, bind: l.address() }, "upstream destination changed");
       } else if (l.route.spec !== spec) {
         const modeChanged = socketMode(l.route.spec) !== socketMode(spec);

@@ -47,12 +47,16 @@ export interface AgentClient {
   close(): Promise<void>;
   /** Ends every request and connection now. */
   destroy(reason?: Error): Promise<void>;
+  /** Observer of every watch's errors on this client (metrics), set from deps.onWatchError. */
+  readonly onWatchError?: ((watch: string, err: AgentError, failures: number) => void) | undefined;
 }
 
 export interface AgentClientDeps {
   log: Logger;
   /** Called once per answered or failed request; `status` is 0 when the agent gave no HTTP answer. Not called for aborted requests. */
   onRequest?: (endpoint: string, status: number, seconds: number) => void;
+  /** Called for each failed attempt of any watch on this client, whoever started the watch. */
+  onWatchError?: (watch: string, err: AgentError, failures: number) => void;
   now?: () => number;
 }
 
@@ -169,6 +173,7 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
   return {
     request,
     origin,
+    onWatchError: deps.onWatchError,
     setToken(t: string) {
       token = t;
     },

@@ -112,6 +112,7 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
       const e = asWatchError(err, spec);
       if (e.code === "aborted") return; // the client was closed
       failures += 1;
+      agent.onWatchError?.(spec.name, e, failures);
       opts.onError?.(e, failures);
       if (!(await sleep(backoffDelayMs(failures, backoff, random), signal))) return;
       continue;

@@ -89,6 +89,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   const agent: AgentClient = createAgentClient(opts.agent, {
     log: log.child({ component: "agent" }),
     now,
+    onWatchError: (watchName) => metrics.watchErrors.labels(watchName).inc(),
     onRequest(endpoint, status, seconds) {
       metrics.agentRequests.labels(endpoint, String(status)).inc();
       if (!BLOCKING_ENDPOINTS.has(endpoint)) metrics.agentRequestDuration.labels(endpoint).observe(seconds);
@@ -212,7 +213,6 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     const changes = watch(agent, spec, {
       signal: stop.signal,
       onError: (err: AgentError, failures: number) => {
-        metrics.watchErrors.labels("proxy_config").inc();
         log.warn({ code: err.code, status: err.status, failures, error: err.message, proxyId }, "proxy configuration watch failed; retrying");
       },
     });

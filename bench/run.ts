@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { ProcessGroup, type ChildHandle } from "./harness/children.js";
 import { emptyRound, PATH_IDS, PATH_LABELS, summarizePath, type PathId, type RoundFigures } from "./harness/figures.js";
 import { startHaproxyPair, type HaproxyPair } from "./harness/haproxy.js";
-import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, rssKiB } from "./harness/machine.js";
+import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, rssKiB, sampleBusyPct } from "./harness/machine.js";
 import {
   measureBulk,
   measureClosed,
@@ -131,6 +131,7 @@ async function main(): Promise<number> {
   pinSelf(pinning.generator);
   log(`${settings.mode} run: ${settings.rounds} round(s); ${machine.cpuModel}, ${machine.cores} cores; node ${machine.node}, openssl ${machine.openssl}; ${pinning.note}`);
 
+  machine.busyPctBefore = (await sampleBusyPct(1000)) ?? null;
   const tools = ensureTools({ install: args.install, installBudgetMs: args.quick ? 45_000 : 240_000 });
   for (const n of tools.notes) log(n);
   const notes: string[] = [];
@@ -226,6 +227,7 @@ async function main(): Promise<number> {
   await app.stop(3000);
   await agentBase.mgmt.close();
   await agentBase.agent.stop();
+  machine.busyPctAfter = (await sampleBusyPct(1000)) ?? null;
 
   const directRounds = rounds.get("direct")!;
   const paths: PathResult[] = PATH_IDS.map((id) => ({

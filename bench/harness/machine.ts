@@ -3,7 +3,14 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus, release } from "node:os";
 
-export interface Machine { cpuModel: string; cores: number; kernel: string; node: string; openssl: string }
+export interface Machine {
+  cpuModel: string; cores: number; kernel: string; node: string; openssl: string;
+  /**
+   * How busy the machine was (all CPUs, %) over one second before the harness started anything and
+   * one second after it stopped everything: other work sharing the machine shows here.
+   */
+  busyPctBefore: number | null; busyPctAfter: number | null;
+}
 
 /** CPU lists for `taskset -c`; undefined leaves that process unpinned. */
 export interface Pinning { generator: string | undefined; app: string | undefined; proxies: string | undefined; note: string }
@@ -17,7 +24,10 @@ export function describeMachine(): Machine {
   } catch {
     // not Linux: os.cpus() it is
   }
-  return { cpuModel, cores: availableParallelism(), kernel: release(), node: process.versions.node, openssl: process.versions.openssl };
+  return {
+    cpuModel, cores: availableParallelism(), kernel: release(), node: process.versions.node, openssl: process.versions.openssl,
+    busyPctBefore: null, busyPctAfter: null,
+  };
 }
 
 /** True when `taskset` runs here. */
@@ -81,4 +91,23 @@ export function rssKiB(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+function cpuTimes(): { total: number; idle: number } | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number); // user nice system idle iowait irq softirq steal …
+    return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share of all CPUs busy over the next `ms` (Linux /proc/stat), in %; undefined elsewhere. */
+export async function sampleBusyPct(ms: number): Promise<number | undefined> {
+  const a = cpuTimes();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuTimes();
+  if (a === undefined || b === undefined || b.total <= a.total) return undefined;
+  return (1 - (b.idle - a.idle) / (b.total - a.total)) * 100;
 }

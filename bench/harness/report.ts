@@ -92,6 +92,12 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(`- Machine: ${r.machine.cpuModel}, ${r.machine.cores} cores, Linux ${r.machine.kernel}`);
   out.push(`- Node ${r.machine.node}, OpenSSL ${r.machine.openssl}; haproxy: ${r.tools.haproxy ?? "not available"}; wrk: ${r.tools.wrk ?? "not available"}`);
   out.push(`- Pinning: ${r.pinning.note}`);
+  const busy = [r.machine.busyPctBefore, r.machine.busyPctAfter];
+  const pct = (v: number | null): string => (v === null ? "—" : `${v.toFixed(0)}%`);
+  out.push(
+    `- Machine busy (all CPUs) in the second before / after the run: ${pct(busy[0]!)} / ${pct(busy[1]!)}` +
+      (busy.some((v) => v !== null && v > 10) ? " — other work shared the machine; expect wide spreads, above all in the tails" : ""),
+  );
   for (const [what, how] of Object.entries(r.generators)) out.push(`- ${what}: ${how}`);
   out.push("");
   for (const t of TABLES) {

@@ -1,0 +1,311 @@
+// Soak: `npm run soak -- --minutes N` (not part of CI). The in-process dev agent with a 30 s leaf TTL
+// (rotation every ~20 s), two connect-sidecar child processes (web: client side with an upstream to
+// api; api: server side with an echo app), mixed traffic through web's upstream (short requests,
+// long-lived connections, bulk), a forced root rotation, an intention flip allow → deny → allow, and
+// an agent outage (the sidecars' agent link cut and restored). Reports requests, failures by cause,
+// connections admitted that should have been denied (must be 0), and each sidecar's RSS.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../src/agent/index.js";
+import { startDevAgent } from "../src/dev-agent/index.js";
+
+const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
+const { values } = parseArgs({ options: { minutes: { type: "string", default: "2" }, json: { type: "boolean", default: false } } });
+const minutes = Number(values.minutes);
+if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${values.minutes}`);
+const durationMs = minutes * 60_000;
+const DENY_GRACE_MS = 2000; // a deny takes effect via the intention watch; requests begun in this window are "transition"
+
+type Phase = "steady" | "rotation" | "deny_transition" | "deny" | "allow_transition" | "agent_cut" | "agent_restore";
+
+interface Tally {
+  sent: number;
+  ok: number;
+  failures: Record<string, number>; // "<phase>:<cause>"
+  deliberateDenyRefused: number;
+  admittedWhileDenied: number;
+  longLivedPings: number;
+  longLivedReconnects: number;
+  bulkBytes: number;
+}
+
+const tally: Tally = { sent: 0, ok: 0, failures: {}, deliberateDenyRefused: 0, admittedWhileDenied: 0, longLivedPings: 0, longLivedReconnects: 0, bulkBytes: 0 };
+let phase: Phase = "steady";
+const fail = (p: Phase, cause: string): void => void (tally.failures[`${p}:${cause}`] = (tally.failures[`${p}:${cause}`] ?? 0) + 1);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function echoApp(): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => undefined);
+    s.pipe(s);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** A TCP forwarder in front of the agent that can be cut (all links reset, port closed) and restored. */
+async function cuttable(target: number): Promise<{ port: number; cut(): Promise<void>; restore(): Promise<void> }> {
+  const socks = new Set<Socket>();
+  const server = createServer((a) => {
+    const b = connect(target, "127.0.0.1");
+    for (const s of [a, b]) {
+      socks.add(s);
+      s.on("error", () => (a.destroy(), b.destroy()));
+      s.on("close", () => socks.delete(s));
+    }
+    a.pipe(b).pipe(a);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    async cut() {
+      for (const s of socks) s.resetAndDestroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+    async restore() {
+      server.listen(port, "127.0.0.1");
+      await once(server, "listening");
+    },
+  };
+}
+
+interface Child { name: string; proc: ChildProcess; admin: number; log: string[] }
+
+function spawnSidecar(name: string, sidecarFor: string, agentPort: number, token: string, admin: number): Child {
+  const proc = spawn(process.execPath, [CLI, "proxy", "-sidecar-for", sidecarFor, "-http-addr", `127.0.0.1:${agentPort}`, "-token", token,
+    "-metrics-addr", `127.0.0.1:${admin}`, "-log-json", "-log-connections=false", "-drain-timeout", "2s"], { stdio: ["ignore", "pipe", "pipe"] });
+  const log: string[] = [];
+  const keep = (c: Buffer): void => {
+    log.push(c.toString());
+    if (log.length > 2000) log.splice(0, 1000);
+  };
+  proc.stdout!.on("data", keep);
+  proc.stderr!.on("data", keep);
+  process.on("exit", () => proc.kill("SIGKILL"));
+  return { name, proc, admin, log };
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function waitReady(c: Child): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (c.proc.exitCode !== null) throw new Error(`${c.name} sidecar exited:\n${c.log.join("")}`);
+    const status = await fetch(`http://127.0.0.1:${c.admin}/ready`).then((r) => r.status, () => 0);
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${c.name} sidecar not ready after 60 s:\n${c.log.join("")}`);
+}
+
+/** One short request: connect, send 64 bytes, half-close, expect them echoed. Resolves with a failure cause or "ok". */
+function shortRequest(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const payload = randomBytes(64);
+    const chunks: Buffer[] = [];
+    const s = connect({ host: "127.0.0.1", port, noDelay: true, allowHalfOpen: true });
+    const timer = setTimeout(() => (s.destroy(), resolve("timeout")), 10_000);
+    const done = (r: string): void => (clearTimeout(timer), resolve(r));
+    s.on("error", (e: NodeJS.ErrnoException) => done(`error_${e.code ?? "unknown"}`));
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("end", () => {
+      s.end();
+      const got = Buffer.concat(chunks);
+      done(got.equals(payload) ? "ok" : got.length === 0 ? "closed_without_reply" : "mismatch");
+    });
+    s.on("connect", () => s.end(payload));
+  });
+}
+
+async function main(): Promise<void> {
+  const quiet = pino({ level: "silent" });
+  const dev = await startDevAgent({ leafCertTtlMs: 30_000, log: quiet });
+  const [, agentPortText] = dev.address.split(":");
+  const link = await cuttable(Number(agentPortText));
+  const mgmt: AgentClient = createAgentClient(resolveAgentConfig({ httpAddr: dev.address, token: dev.managementToken }, {}), { log: quiet });
+  const app = await echoApp();
+  const webApp = await echoApp();
+  const [apiSidecarPort, webSidecarPort, upstreamPort, apiAdmin, webAdmin] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const checks = (n: string) => [{ Name: `alias ${n}`, AliasService: n }];
+  await registerService(mgmt, { Name: "api", ID: "api", Address: "127.0.0.1", Port: app.port, Connect: { SidecarService: { Port: apiSidecarPort, Checks: checks("api") } } });
+  await registerService(mgmt, {
+    Name: "web", ID: "web", Address: "127.0.0.1", Port: webApp.port,
+    Connect: { SidecarService: { Port: webSidecarPort, Checks: checks("web"), Proxy: { Upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] } } },
+  });
+  const setIntention = (action: "allow" | "deny") =>
+    mgmt.request({ method: "PUT", path: "/v1/connect/intentions/exact", query: { source: "web", destination: "api" }, body: { Action: action } });
+  await setIntention("allow");
+
+  const sidecars = [spawnSidecar("api", "api", link.port, dev.managementToken, apiAdmin), spawnSidecar("web", "web", link.port, dev.managementToken, webAdmin)];
+  await Promise.all(sidecars.map(waitReady));
+  // Wait until the path works end to end before counting.
+  for (let i = 0; (await shortRequest(upstreamPort)) !== "ok"; i++) {
+    if (i > 100) throw new Error("the mesh never carried a request");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const rssStart = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const startedAt = Date.now();
+  const endAt = startedAt + durationMs;
+  let running = true;
+  const log = (msg: string): void => console.error(`[soak +${((Date.now() - startedAt) / 1000).toFixed(1)}s] ${msg}`);
+
+  // Short requests: 4 loops.
+  const shortLoops = Array.from({ length: 4 }, async () => {
+    while (running) {
+      const p = phase;
+      tally.sent++;
+      const r = await shortRequest(upstreamPort);
+      if (r === "ok") {
+        tally.ok++;
+        if (p === "deny") tally.admittedWhileDenied++;
+      } else if (p === "deny") tally.deliberateDenyRefused++;
+      else fail(p, r);
+    }
+  });
+  // Long-lived: 5 connections pinging every 500 ms; reconnect when cut.
+  const longLoops = Array.from({ length: 5 }, async () => {
+    while (running) {
+      const s = connect({ host: "127.0.0.1", port: upstreamPort, noDelay: true });
+      s.on("error", () => undefined);
+      try {
+        await once(s, "connect");
+        while (running && !s.destroyed) {
+          const byte = randomBytes(8);
+          const got = new Promise<boolean>((resolve) => {
+            const settle = (ok: boolean): void => {
+              clearTimeout(t);
+              s.off("data", onData).off("close", onClose);
+              resolve(ok);
+            };
+            const onData = (c: Buffer): void => settle(c.equals(byte));
+            const onClose = (): void => settle(false);
+            const t = setTimeout(() => settle(false), 5000);
+            s.on("data", onData).on("close", onClose);
+          });
+          s.write(byte);
+          if (!(await got)) break;
+          tally.longLivedPings++;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      } catch {
+        // connect failed
+      }
+      s.destroy();
+      if (running) {
+        tally.longLivedReconnects++;
+        if (phase !== "deny" && phase !== "deny_transition") fail(phase, "long_lived_cut");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  });
+  // Bulk: 8 MiB round trips, one at a time.
+  const bulkLoop = (async () => {
+    const blob = randomBytes(8 * 1024 * 1024);
+    while (running) {
+      const p = phase;
+      const r = await new Promise<string>((resolve) => {
+        let n = 0;
+        const s = connect({ host: "127.0.0.1", port: upstreamPort, allowHalfOpen: true });
+        const timer = setTimeout(() => (s.destroy(), resolve("bulk_timeout")), 60_000);
+        s.on("error", () => (clearTimeout(timer), resolve("bulk_error")));
+        s.on("data", (c: Buffer) => (n += c.length));
+        s.on("end", () => (clearTimeout(timer), s.end(), resolve(n === blob.length ? "ok" : "bulk_short")));
+        s.on("connect", () => s.end(blob));
+      });
+      if (r === "ok") tally.bulkBytes += blob.length;
+      else if (p !== "deny" && p !== "deny_transition") fail(p, r);
+      await new Promise((r2) => setTimeout(r2, 1000));
+    }
+  })();
+
+  // The schedule of disturbances, as fractions of the run.
+  const at = (f: number) => new Promise((r) => setTimeout(r, Math.max(0, startedAt + f * durationMs - Date.now())));
+  const schedule = (async () => {
+    await at(0.2);
+    phase = "rotation";
+    log("root rotation (ForceRotate, LeafReissueWindow 5s)");
+    await mgmt.request({ method: "PUT", path: "/v1/connect/ca/configuration", body: { Provider: "consul", Config: { ForceRotate: true, LeafReissueWindow: "5s" } } });
+    await new Promise((r) => setTimeout(r, 10_000));
+    phase = "steady";
+    await at(0.4);
+    log("intention web → api: deny");
+    phase = "deny_transition";
+    await setIntention("deny");
+    await new Promise((r) => setTimeout(r, DENY_GRACE_MS));
+    phase = "deny";
+    await new Promise((r) => setTimeout(r, Math.min(15_000, durationMs * 0.1)));
+    log("intention web → api: allow");
+    phase = "allow_transition";
+    await setIntention("allow");
+    await new Promise((r) => setTimeout(r, DENY_GRACE_MS));
+    phase = "steady";
+    await at(0.65);
+    log("agent link cut");
+    phase = "agent_cut";
+    await link.cut();
+    await new Promise((r) => setTimeout(r, Math.min(10_000, durationMs * 0.08)));
+    log("agent link restored");
+    await link.restore();
+    phase = "agent_restore";
+    await new Promise((r) => setTimeout(r, 5000));
+    phase = "steady";
+  })();
+
+  await new Promise((r) => setTimeout(r, Math.max(0, endAt - Date.now())));
+  await schedule;
+  running = false;
+  await Promise.all([...shortLoops, ...longLoops, bulkLoop]);
+  const rssEnd = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const exits = await Promise.all(
+    sidecars.map(async (c) => {
+      c.proc.kill("SIGTERM");
+      const [code] = (await once(c.proc, "exit")) as [number | null];
+      return [c.name, code] as const;
+    }),
+  );
+  await mgmt.close();
+  await dev.stop();
+  app.server.close();
+  webApp.server.close();
+
+  const report = {
+    minutes,
+    requestsSent: tally.sent,
+    requestsOk: tally.ok,
+    deliberateDenyRefused: tally.deliberateDenyRefused,
+    admittedThatShouldHaveBeenDenied: tally.admittedWhileDenied,
+    otherFailuresByPhaseAndCause: tally.failures,
+    longLivedPings: tally.longLivedPings,
+    longLivedReconnects: tally.longLivedReconnects,
+    bulkMiB: Math.round(tally.bulkBytes / 1024 / 1024),
+    rssKiB: Object.fromEntries(sidecars.map((c) => [c.name, { start: rssStart[c.name], end: rssEnd[c.name] }])),
+    sidecarExitCodes: Object.fromEntries(exits),
+  };
+  console.log(values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2));
+  process.exitCode = report.admittedThatShouldHaveBeenDenied === 0 ? 0 : 1;
+  setTimeout(() => process.exit(process.exitCode), 500).unref();
+}
+
+await main();

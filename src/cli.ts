@@ -3,7 +3,7 @@
 // Flags are parsed here, validated into options, and handed to the module that runs them.
 // Every flag error names the flag and the fix, and exits 2 without a stack trace.
 import { readFileSync } from "node:fs";
-import yargs, { type Argv } from "yargs";
+import type { Argv } from "yargs";
 import { resolveAgentConfig } from "./agent/index.js";
 import { ConfigError, parseGoDuration, parseHostPort } from "./net/index.js";
 import { createLogger, createMetrics, type Logger } from "./ops/index.js";
@@ -11,6 +11,7 @@ import type { DevAgentOptions } from "./dev-agent/index.js";
 import type { SidecarOptions, ProxySource } from "./sidecar/index.js";
 import type { DemoOptions } from "./demo/index.js";
 import { parseUpstreamFlag } from "./upstream/index.js";
+import { applyProxyRuntimeFlags } from "./ops/index.js";
 
 /** Exit codes: 0 clean, 1 runtime failure (or connections cut at shutdown), 2 bad usage. */
 export const EXIT_OK = 0;
@@ -37,7 +38,12 @@ export class UsageError extends Error {
 // Consul's flags are single-dash long flags (`-sidecar-for web`): never split them into short groups.
 const PARSER_CONFIG = { "short-option-groups": false, "camel-case-expansion": true, "strip-aliased": true } as const;
 
-function baseParser(argv: string[]): Argv {
+// Command modules, yargs, undici, pino and prom-client are loaded when first used, so a `proxy`
+// re-execs with its heap flags (ops/runtime-flags.ts) before any of them is, and never loads the
+// dev agent, the demo or @peculiar/x509.
+type Yargs = typeof import("yargs").default;
+
+function baseParser(yargs: Yargs, argv: string[]): Argv {
   return yargs(argv)
     .scriptName("connect-sidecar")
     .parserConfiguration(PARSER_CONFIG)
@@ -120,8 +126,8 @@ function demoOptions<T>(y: Argv<T>) {
   });
 }
 
-function parser(argv: string[]): Argv {
-  return baseParser(argv)
+function parser(yargs: Yargs, argv: string[]): Argv {
+  return baseParser(yargs, argv)
     .usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.")
     .command("proxy", "run one sidecar proxy (Consul's `connect proxy` flags)", (y) => proxyOptions(y))
     .command("dev-agent", "run a Consul-compatible dev agent", (y) => devAgentOptions(y))
@@ -138,23 +144,24 @@ type Args = Record<string, unknown> & { _: Array<string | number> };
  */
 export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Command> {
   if (argv.length === 0) throw new UsageError("name a command: proxy, dev-agent or demo");
+  const { default: yargs } = await import("yargs");
   if (argv[0] === "help" || argv[0] === "-h" || argv[0] === "--help" || argv[0] === "-help") {
-    return { cmd: "help", text: await parser([]).demandCommand(0).getHelp() };
+    return { cmd: "help", text: await parser(yargs, []).demandCommand(0).getHelp() };
   }
   if (argv.some((a) => a === "-h" || a === "--help" || a === "-help")) {
     const cmd = argv[0];
-    const y = baseParser([]);
+    const y = baseParser(yargs, []);
     const text = await (cmd === "proxy"
       ? proxyOptions(y.usage("connect-sidecar proxy [flags]"))
       : cmd === "dev-agent"
         ? devAgentOptions(y.usage("connect-sidecar dev-agent [flags]"))
         : cmd === "demo"
           ? demoOptions(y.usage("connect-sidecar demo [flags]"))
-          : parser([])
+          : parser(yargs, [])
     ).getHelp();
     return { cmd: "help", text };
   }
-  const args = (await parser(argv).parseAsync()) as Args;
+  const args = (await parser(yargs, argv).parseAsync()) as Args;
   const cmd = String(args._[0]);
   if (args._.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(String(args._[1]))}; flags start with "-"`);
   const log = logSettings(args);
@@ -455,6 +462,9 @@ function exitAfterFlush(log: Logger, code: number): void {
 }
 
 if (import.meta.main) {
+  // A proxy replaces itself (same PID, same stdio) with a process started with its heap flags;
+  // returns here otherwise, or when the flags are already in force.
+  applyProxyRuntimeFlags(process.argv.slice(2));
   const code = await main(process.argv.slice(2), process.env).catch((err: unknown) => {
     process.stderr.write(`connect-sidecar: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT_FAILURE;

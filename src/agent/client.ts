@@ -1,8 +1,8 @@
 // The HTTP client for the local Consul agent: one undici Pool (keep-alive), the token header on
 // every request, blocking-aware timeouts, a body-size cap, and errors mapped to AgentError.
 import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { Pool } from "undici";
 import type { Dispatcher } from "undici";
 import type { Logger } from "pino";
 import { ConfigError } from "../net/index.js";
@@ -67,6 +67,10 @@ export interface AgentClientOptions {
   maxBodyBytes?: number;
 }
 
+// undici is loaded by the first createAgentClient(), not at import: cli.ts parses flags (and
+// re-execs a proxy with its heap flags) before anything heavy is loaded.
+const require = createRequire(import.meta.url);
+
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 /** spec §1.4: with no `wait`, agent-cached endpoints block up to 10 min. */
@@ -86,6 +90,7 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
   const prefix = addr.scheme === "unix" ? "" : addr.pathPrefix;
   const origin =
     addr.scheme === "unix" ? `unix://${addr.socketPath}` : `${addr.scheme}://${formatHost(addr.host)}:${addr.port}${prefix}`;
+  const { Pool } = require("undici") as typeof import("undici");
   const pool = new Pool(
     addr.scheme === "unix" ? "http://localhost" : `${addr.scheme}://${formatHost(addr.host)}:${addr.port}`,
     {

@@ -1,5 +1,11 @@
-import { pino, type Logger, type DestinationStream } from "pino";
-import pretty from "pino-pretty";
+import { createRequire } from "node:module";
+import type { Logger, DestinationStream } from "pino";
+import type PinoPretty from "pino-pretty";
+
+// Loaded on first use, not at import: `import` of this folder stays cheap for a process that has not
+// decided yet what it runs (cli.ts re-execs a proxy before loading anything heavy), and pino-pretty
+// (~2 MB of RSS) is only loaded when a human reads the output.
+const require = createRequire(import.meta.url);
 
 export type { Logger } from "pino";
 
@@ -20,6 +26,8 @@ export interface LoggerOptions {
 export function createLogger(opts: LoggerOptions): Logger {
   const json = opts.json ?? !process.stdout.isTTY;
   const base = { level: opts.level.toLowerCase(), redact: { paths: REDACT, censor: "[redacted]" } };
+  const { pino } = require("pino") as typeof import("pino");
   if (json) return pino(base, opts.destination ?? pino.destination({ fd: 1, sync: false }));
+  const pretty = require("pino-pretty") as typeof PinoPretty;
   return pino(base, pretty({ sync: true, colorize: process.stdout.isTTY, destination: opts.destination ?? 1 }));
 }

@@ -1,4 +1,8 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { createRequire } from "node:module";
+import type { Registry } from "prom-client";
+
+// prom-client is loaded by the first createMetrics(), not at import (see logger.ts).
+const require = createRequire(import.meta.url);
 
 // Prometheus names follow the conventions: base units, `_total` counters, one `connect_sidecar_` prefix.
 // Label sets are bounded: listener names (public + one per upstream), reasons (string unions), upstream
@@ -6,7 +10,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 const P = "connect_sidecar_";
 
 /** Creates every metric the sidecar exports on `registry` (a fresh one per sidecar; tests make their own). */
-export function createMetrics(registry: Registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
+export function createMetrics(registry?: Registry, opts: { processMetrics?: boolean } = {}) {
+  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = require("prom-client") as typeof import("prom-client");
+  registry ??= new Registry();
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: P });
   const reg = [registry];
   return {

@@ -23,7 +23,9 @@ export function checkPublicPort(
   const self = agentSelf.t === "ok" ? agentSelf.value : undefined;
   const fromAgent = self?.sidecarMinPort !== undefined && self.sidecarMaxPort !== undefined;
   const range = fromAgent ? { min: self.sidecarMinPort!, max: self.sidecarMaxPort! } : (fallbackRange ?? DEFAULT_SIDECAR_PORT_RANGE);
-  const rangeText = `${range.min}–${range.max}${fromAgent ? " (the agent's sidecar range)" : " (the default sidecar range; /v1/agent/self not read)"}`;
+  const rangeText = `${range.min}–${range.max}${
+    fromAgent ? " (the agent's sidecar range)" : fallbackRange ? " (the given sidecar range)" : " (the default sidecar range; /v1/agent/self not read)"
+  }`;
   const { host, port } = proxy.bind;
   const where = hostPort(host, port);
   if (port < 1024) {
@@ -51,7 +53,13 @@ export function checkPublicPort(
     };
   }
   const inRange = port >= range.min && port <= range.max;
-  const how = inRange ? `inside ${rangeText}` : proxy.portExplicit ? `set explicitly, outside ${rangeText}` : `outside ${rangeText}, so set explicitly`;
+  const how = inRange
+    ? `inside ${rangeText}`
+    : proxy.portExplicit
+      ? `set explicitly (Proxy.Config.bind_port / -listen), outside ${rangeText}`
+      : fromAgent
+        ? `outside ${rangeText}, so set explicitly in the registration`
+        : `outside ${rangeText}; set explicitly, or the agent's own range differs`;
   return { ...base, verdict: "PASS", seen: `public listener ${where}, ${how}: open ${inRange ? `${range.min}–${range.max}` : `port ${port}`} to the mesh, nothing else` };
 }
 

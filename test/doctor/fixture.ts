@@ -63,6 +63,7 @@ export async function startScenario(t: TestContext, o: ScenarioOptions = {}): Pr
 
   const app = createServer((s) => {
     s.on("error", () => undefined);
+    s.resume(); // read the client's FIN so the socket closes and app.close() can finish
     s.end("hello\n");
   });
   await new Promise<void>((resolve) => app.listen({ host: o.appHost ?? "127.0.0.1", port: 0 }, resolve));

@@ -1,6 +1,7 @@
 // `doctor` against dev agents set up well and badly: each check's verdict and the exit code.
 import assert from "node:assert/strict";
-import { chmodSync } from "node:fs";
+import { chmodSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { test } from "node:test";
@@ -9,6 +10,7 @@ import { resolveAgentConfig } from "../../src/agent/index.js";
 import { doctorExitCode, runDoctor } from "../../src/doctor/index.js";
 import { createMetrics } from "../../src/ops/index.js";
 import { runSidecar } from "../../src/sidecar/index.js";
+import { makePki } from "../agent/fixtures.js";
 import { check, hostIPv4, silentLog, startScenario, verdicts } from "./fixture.js";
 
 const HOST_IP = hostIPv4();
@@ -288,4 +290,34 @@ test("-proxy-id and static -service resolve the same identity", async (t) => {
   assert.equal(check(statics, "public-port").verdict, "SKIP");
   assert.equal(check(statics, "leaf").verdict, "PASS");
   assert.equal(check(statics, "app-address").verdict, "PASS");
+});
+
+test("the agent over HTTPS with its CA verified, or over a unix socket, PASSes agent-transport", async (t) => {
+  const pki = await makePki(t);
+  const certFile = join(pki.files.dir, "agent.pem");
+  const keyFile = join(pki.files.dir, "agent-key.pem");
+  writeFileSync(certFile, pki.serverCertPem);
+  writeFileSync(keyFile, pki.serverKeyPem, { mode: 0o600 });
+  const s = await startScenario(t, { https: { addr: "127.0.0.1:0", certFile, keyFile } });
+  const httpsOpts = s.doctorOptions({
+    agent: resolveAgentConfig({ httpAddr: s.dev.httpsUrl!, tokenFile: s.tokenFile!, caFile: pki.files.ca }, {}),
+  });
+  const viaHttps = await runDoctor(httpsOpts, { log: silentLog, now: Date.now });
+  assert.equal(check(viaHttps, "agent-transport").verdict, "PASS");
+  assert.match(check(viaHttps, "agent-transport").seen, /^HTTPS to 127\.0\.0\.1:\d+, the agent's certificate verified/);
+  assert.equal(check(viaHttps, "leaf").verdict, "PASS");
+  assert.equal(doctorExitCode(viaHttps), 0);
+
+  const unverified = await runDoctor(
+    { ...httpsOpts, agent: resolveAgentConfig({ httpAddr: s.dev.httpsUrl!, tokenFile: s.tokenFile! }, { CONSUL_HTTP_SSL_VERIFY: "false" }) },
+    { log: silentLog, now: Date.now },
+  );
+  assert.equal(check(unverified, "agent-transport").verdict, "WARN");
+
+  const sock = join(pki.files.dir, "agent.sock");
+  const overUnix = await startScenario(t, { httpAddr: `unix://${sock}` });
+  const viaUnix = await overUnix.doctor();
+  assert.equal(check(viaUnix, "agent-transport").verdict, "PASS");
+  assert.match(check(viaUnix, "agent-transport").seen, /unix socket/);
+  assert.equal(doctorExitCode(viaUnix), 0);
 });

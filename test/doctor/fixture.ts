@@ -30,6 +30,7 @@ export interface ScenarioOptions {
   /** The sidecar token: "service" (identity web, default), "management", or a token body for PUT /v1/acl/token. */
   token?: "service" | "management" | "none" | Record<string, unknown>;
   tokenFileMode?: number;
+  https?: DevAgentOptions["https"];
 }
 
 export interface Scenario {
@@ -55,6 +56,7 @@ export async function startScenario(t: TestContext, o: ScenarioOptions = {}): Pr
     sidecarMinPort: sidecarRange.min,
     sidecarMaxPort: sidecarRange.max,
     httpAddr: o.httpAddr ?? "127.0.0.1:0",
+    ...(o.https ? { https: o.https } : {}),
   };
   const dev = await startDevAgent(devOpts);
   t.after(() => dev.stop());

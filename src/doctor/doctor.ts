@@ -39,6 +39,8 @@ import {
 import type { Check, DoctorDeps, DoctorFatal, DoctorOptions, DoctorReport, Verdict } from "./types.js";
 
 const DEFAULT_PROBE_TIMEOUT_MS = 1_000;
+/** A name that does not resolve in this long is judged as "not known to be loopback". */
+const DNS_TIMEOUT_MS = 2_000;
 
 /**
  * Runs every check against the live agent and this host. Resolves a report (never rejects for
@@ -170,10 +172,17 @@ async function resolveHost(cfg: AgentConfig): Promise<string[] | undefined> {
   if (cfg.address.scheme === "unix") return undefined;
   const host = cfg.address.host;
   if (isIP(host) !== 0 || isLoopbackHost(host)) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, DNS_TIMEOUT_MS);
+  });
   try {
-    return (await lookup(host, { all: true })).map((a) => a.address);
+    const found = await Promise.race([lookup(host, { all: true }), timeout]);
+    return found?.map((a) => a.address);
   } catch {
     return undefined;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

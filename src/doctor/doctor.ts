@@ -174,7 +174,7 @@ async function resolveHost(cfg: AgentConfig): Promise<string[] | undefined> {
   if (isIP(host) !== 0 || isLoopbackHost(host)) return undefined;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(resolve, DNS_TIMEOUT_MS);
+    timer = setTimeout(() => resolve(undefined), DNS_TIMEOUT_MS);
   });
   try {
     const found = await Promise.race([lookup(host, { all: true }), timeout]);

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
 import { resolveAgentConfig } from "./agent/index.js";
-import { ConfigError, parseGoDuration, parseHostPort } from "./net/index.js";
+import { ConfigError, findFreePort, parseGoDuration, parseHostPort } from "./net/index.js";
 import { createLogger, createMetrics, type Logger } from "./ops/index.js";
 import type { DevAgentOptions } from "./dev-agent/index.js";
 import type { SidecarOptions, ProxySource } from "./sidecar/index.js";
@@ -81,6 +81,8 @@ function proxyOptions<T>(y: Argv<T>) {
     .option("upstream", { type: "string", describe: "static mode: <name>[.service|.query]:[host:]port (repeatable)" })
     .option("register", { type: "boolean", default: false, describe: "static mode: register the proxy with the agent" })
     .option("register-id", { type: "string", default: "", describe: "suffix of the registration ID" })
+    .option("sidecar-min-port", { type: "string", default: "21000", describe: "with -register and no -listen: lowest port to pick (0 with max 0: require -listen)" })
+    .option("sidecar-max-port", { type: "string", default: "21255", describe: "with -register and no -listen: highest port to pick" })
     .option("http-addr", { type: "string", describe: "the agent's HTTP address (env CONSUL_HTTP_ADDR)" })
     .option("token", { type: "string", describe: "ACL token (env CONSUL_HTTP_TOKEN)" })
     .option("token-file", { type: "string", describe: "file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE); SIGHUP re-reads it" })
@@ -249,8 +251,9 @@ function staticSource(args: Args, service: string): ProxySource {
     throw new ConfigError("service-addr", "-service-addr must be specified with -listen so the proxy knows the backend service address");
   }
   const register = Boolean(args.register);
-  if (register && listenText === undefined) {
-    throw new ConfigError("register", "-register requires -service and -listen: the registration advertises the -listen address");
+  const portRange = register && listenText === undefined ? sidecarPortRange(args) : undefined;
+  if (portRange !== undefined && appText === undefined) {
+    throw new ConfigError("service-addr", "-register needs -service-addr: the registration's proxy forwards to that app address");
   }
   const upstreamTexts = asStringArray(args.upstream);
   return {
@@ -260,7 +263,21 @@ function staticSource(args: Args, service: string): ProxySource {
     app: appText === undefined ? undefined : parseHostPort(appText, "service-addr"),
     upstreams: upstreamTexts.map((u) => parseUpstreamFlag(u)),
     register: register ? { idSuffix: String(args.registerId ?? "") } : undefined,
+    pickListenPort: portRange,
   };
+}
+
+/** -sidecar-min-port / -sidecar-max-port for self-registration without -listen; both 0 forces -listen. */
+function sidecarPortRange(args: Args): { min: number; max: number } {
+  const min = positiveInt(String(args.sidecarMinPort), "sidecar-min-port", 0, 65535);
+  const max = positiveInt(String(args.sidecarMaxPort), "sidecar-max-port", 0, 65535);
+  if (min === 0 && max === 0) {
+    throw new ConfigError("listen", "-register with -sidecar-min-port 0 and -sidecar-max-port 0 requires an explicit -listen HOST:PORT");
+  }
+  if (min === 0 || max < min) {
+    throw new ConfigError("sidecar-max-port", `the range ${min}–${max} is empty; use e.g. -sidecar-min-port 21000 -sidecar-max-port 21255`);
+  }
+  return { min, max };
 }
 
 /** Validates the `dev-agent` flags. Throws ConfigError naming the flag. */
@@ -392,6 +409,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
 
 async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<number> {
   const { runSidecar } = await import("./sidecar/index.js");
+  const src = opts.source;
+  if (src.t === "static" && src.listen === undefined && src.pickListenPort !== undefined) {
+    const { min, max } = src.pickListenPort;
+    // Checked against this host's sockets, not only the agent's registrations (spec §6.2 picks by the latter).
+    src.listen = { host: "0.0.0.0", port: await findFreePort("0.0.0.0", min, max, "sidecar-min-port") };
+    log.info({ listen: `0.0.0.0:${src.listen.port}`, range: `${min}-${max}` }, "picked a free public listener port from the sidecar range");
+  }
   const metrics = createMetrics();
   const sidecar = await runSidecar(opts, { log, metrics, now: Date.now });
   log.info({ metrics: `${sidecar.adminUrl()}/metrics`, ready: `${sidecar.adminUrl()}/ready` }, `admin server listening on ${sidecar.adminUrl()}`);

@@ -15,6 +15,8 @@ export type ProxySource =
       upstreams: Upstream[];
       /** -register: self-register `<service>-proxy[-<idSuffix>]` with a TTL check. */
       register: { idSuffix: string } | undefined;
+      /** -register without -listen: bind 0.0.0.0 on the lowest free port of this range (resolved at start). */
+      pickListenPort?: { min: number; max: number } | undefined;
     };
 
 export interface SidecarOptions {

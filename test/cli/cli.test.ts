@@ -75,7 +75,7 @@ test("flag errors name the field and the fix", async () => {
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-log-level", "loud"])).field, "log-level");
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-max-conns", "-1"])).field, "max-conns");
   assert.equal((await configError(["proxy", "-service", "web", "-listen", "127.0.0.1:0"])).field, "service-addr");
-  assert.equal((await configError(["proxy", "-service", "web", "-register"])).field, "register");
+  assert.equal((await configError(["proxy", "-service", "web", "-register"])).field, "service-addr");
   assert.equal((await configError(["proxy", "-service", "web", "-upstream", "db.cache:9191"])).field, "upstream");
   assert.equal((await configError(["dev-agent", "-acl-default-policy", "maybe"])).field, "acl-default-policy");
   assert.equal((await configError(["dev-agent", "-https-addr", "127.0.0.1:0"])).field, "cert-file");

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
-// connect-sidecar: `proxy` (Consul's `consul connect proxy` flags), `dev-agent` and `demo`.
+// connect-sidecar: `proxy` (Consul's `consul connect proxy` flags), `dev-agent`, `demo` and `doctor`.
 // Flags are parsed here, validated into options, and handed to the module that runs them.
 // Every flag error names the flag and the fix, and exits 2 without a stack trace.
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
-import { resolveAgentConfig } from "./agent/index.js";
+import { readTokenFile, resolveAgentConfig } from "./agent/index.js";
 import { ConfigError, findFreePort, parseGoDuration, parseHostPort } from "./net/index.js";
 import { createLogger, createMetrics, type Logger } from "./ops/index.js";
 import type { DevAgentOptions } from "./dev-agent/index.js";
 import type { SidecarOptions, ProxySource } from "./sidecar/index.js";
 import type { DemoOptions } from "./demo/index.js";
+import type { DoctorOptions } from "./doctor/index.js";
 import { parseUpstreamFlag } from "./upstream/index.js";
 import { applyProxyRuntimeFlags } from "./ops/index.js";
 
@@ -27,6 +28,7 @@ export type Command =
   | { cmd: "proxy"; log: LogSettings; opts: SidecarOptions }
   | { cmd: "dev-agent"; log: LogSettings; opts: DevAgentOptions }
   | { cmd: "demo"; log: LogSettings; opts: DemoOptions }
+  | { cmd: "doctor"; log: LogSettings; opts: DoctorOptions; json: boolean }
   | { cmd: "help"; text: string };
 
 /** A usage error from the flag parser (unknown flag, missing value…): exit 2. */
@@ -128,12 +130,20 @@ function demoOptions<T>(y: Argv<T>) {
   });
 }
 
+function doctorOptions<T>(y: Argv<T>) {
+  return proxyOptions(y)
+    .option("json", { type: "boolean", default: false, describe: "print the report as JSON" })
+    .option("audit-token-file", { type: "string", describe: "read-only operator token, used only to read /v1/agent/self and ACL policies" })
+    .option("probe-timeout", { type: "string", default: "1s", describe: "timeout of each network probe" });
+}
+
 function parser(yargs: Yargs, argv: string[]): Argv {
   return baseParser(yargs, argv)
     .usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.")
     .command("proxy", "run one sidecar proxy (Consul's `connect proxy` flags)", (y) => proxyOptions(y))
     .command("dev-agent", "run a Consul-compatible dev agent", (y) => devAgentOptions(y))
     .command("demo", "start a dev agent, two apps and their sidecars, and show mTLS traffic", (y) => demoOptions(y))
+    .command("doctor", "check the production checklist live for one sidecar (PASS/WARN/FAIL, exit 0/1/2)", (y) => doctorOptions(y))
     .option("help", { alias: "h", type: "boolean", describe: "show help" })
     .demandCommand(1, "name a command: proxy, dev-agent or demo");
 }
@@ -159,7 +169,9 @@ export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
         ? devAgentOptions(y.usage("connect-sidecar dev-agent [flags]"))
         : cmd === "demo"
           ? demoOptions(y.usage("connect-sidecar demo [flags]"))
-          : parser(yargs, [])
+          : cmd === "doctor"
+            ? doctorOptions(y.usage("connect-sidecar doctor [flags]"))
+            : parser(yargs, [])
     ).getHelp();
     return { cmd: "help", text };
   }
@@ -177,8 +189,21 @@ export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       if (httpAddr !== undefined) parseHostPort(httpAddr, "http-addr");
       return { cmd, log, opts: { httpAddr, logLevel: log.level } };
     }
+    case "doctor": {
+      // The same identity and agent flags, precedence and errors as `proxy`.
+      const p = proxyCommandOptions(args, env);
+      const auditFile = optString(args, "auditTokenFile");
+      const opts: DoctorOptions = {
+        source: p.source,
+        agent: p.agent,
+        probeTimeoutMs: positiveDuration(String(args.probeTimeout), "probe-timeout", false),
+        ...(auditFile === undefined ? {} : { auditToken: readTokenFile(auditFile, "audit-token-file") }),
+      };
+      // The report goes to stdout; logs go to stderr so `-json` stays machine-readable.
+      return { cmd, log: { ...log, level: args.logLevel === undefined ? "warn" : log.level }, opts, json: Boolean(args.json) };
+    }
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(cmd)}; use proxy, dev-agent or demo`);
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}; use proxy, dev-agent, demo or doctor`);
   }
 }
 
@@ -380,7 +405,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     process.stdout.write(`${command.text}\n`);
     return EXIT_OK;
   }
-  const log = createLogger(command.log);
+  const log = createLogger(command.cmd === "doctor" ? { ...command.log, fd: 2 } : command.log);
   installCrashHandlers(log);
   log.info(
     { version: packageVersion(), node: process.versions.node, openssl: process.versions.openssl, command: command.cmd, pid: process.pid },
@@ -392,6 +417,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         return await runProxyCommand(command.opts, log);
       case "dev-agent":
         return await runDevAgentCommand(command.opts, log);
+      case "doctor": {
+        const { runDoctor, formatReport, doctorExitCode } = await import("./doctor/index.js");
+        const report = await runDoctor(command.opts, { log, now: Date.now });
+        process.stdout.write(formatReport(report, { json: command.json }));
+        return doctorExitCode(report);
+      }
       case "demo": {
         const { runDemo } = await import("./demo/index.js");
         return await runDemo(command.opts, { log, cliPath: new URL(import.meta.url).pathname });

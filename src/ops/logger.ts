@@ -20,6 +20,8 @@ export interface LoggerOptions {
   /** JSON lines (default) or human-readable; undefined picks pretty when stdout is a terminal. */
   json?: boolean;
   destination?: DestinationStream;
+  /** File descriptor when no destination is given: 1 (stdout, default) or 2 (stderr, for commands whose stdout is a report). */
+  fd?: 1 | 2;
 }
 
 /** The one pino logger of a process (STYLE §9: cli.ts creates it, everything else receives it). */
@@ -27,7 +29,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   const json = opts.json ?? !process.stdout.isTTY;
   const base = { level: opts.level.toLowerCase(), redact: { paths: REDACT, censor: "[redacted]" } };
   const { pino } = require("pino") as typeof import("pino");
-  if (json) return pino(base, opts.destination ?? pino.destination({ fd: 1, sync: false }));
+  if (json) return pino(base, opts.destination ?? pino.destination({ fd: opts.fd ?? 1, sync: false }));
   const pretty = require("pino-pretty") as typeof PinoPretty;
-  return pino(base, pretty({ sync: true, colorize: process.stdout.isTTY, destination: opts.destination ?? 1 }));
+  return pino(base, pretty({ sync: true, colorize: process.stdout.isTTY, destination: opts.destination ?? opts.fd ?? 1 }));
 }

@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../src/agent/index.js";
 import { startDevAgent } from "../src/dev-agent/index.js";
+import { ephemeralPort as freePort } from "../src/net/index.js";
 
 const CLI = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 const { values } = parseArgs({ options: { minutes: { type: "string", default: "2" }, json: { type: "boolean", default: false } } });
@@ -39,16 +40,6 @@ const tally: Tally = { sent: 0, ok: 0, failures: {}, deliberateDenyRefused: 0, a
 let phase: Phase = "steady";
 const fail = (p: Phase, cause: string): void => void (tally.failures[`${p}:${cause}`] = (tally.failures[`${p}:${cause}`] ?? 0) + 1);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function echoApp(): Promise<{ server: Server; port: number }> {
   const server = createServer({ allowHalfOpen: true }, (s) => {

@@ -4,12 +4,13 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer } from "node:net";
+
 import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../agent/index.js";
 import { startDevAgent, type DevAgent } from "../dev-agent/index.js";
 import type { Logger } from "../ops/index.js";
 import { startApiApp, startWebApp, type DemoApp } from "./apps.js";
 import { spawnSidecar, type SidecarProcess } from "./sidecar-process.js";
+import { ephemeralPort as freePort } from "../net/index.js";
 
 export interface DemoOptions {
   /** The dev agent's address; default 127.0.0.1:8500 when free, else 127.0.0.1:0. */
@@ -213,16 +214,6 @@ async function firstRequest(webPort: number, stopSignal: Promise<unknown>): Prom
   return undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 // The first Ctrl-C stops everything in order; a second one exits at once (the sidecar children are
 // killed by their process "exit" hook).

@@ -20,3 +20,15 @@ export async function findFreePort(host: string, min: number, max: number, field
   }
   throw new ConfigError(field, `no free port in ${min}–${max} on ${host}; widen the range or pass -listen HOST:PORT`);
 }
+
+/** A port the OS reports free on `host` right now (bind port 0, read it, close). Racy by nature: for demos and tests. */
+export function ephemeralPort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen({ host, port: 0 }, () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -5,4 +5,4 @@ export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duratio
 export { parseHostPort, isLoopbackHost } from "./address.js";
 export { pipe } from "./pipe.js";
 export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";
-export { canBind, findFreePort } from "./free-port.js";
+export { canBind, ephemeralPort, findFreePort } from "./free-port.js";

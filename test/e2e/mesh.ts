@@ -10,6 +10,7 @@ import { createAgentClient, registerService, resolveAgentConfig, type AgentClien
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { createLogger, createMetrics, type Metrics } from "../../src/ops/index.js";
 import { runSidecar, type Sidecar, type SidecarOptions, type ProxySource } from "../../src/sidecar/index.js";
+import { ephemeralPort, ephemeralPort as freePort } from "../../src/net/index.js";
 
 export interface Mesh {
   agent: DevAgent;
@@ -78,16 +79,7 @@ export async function startEchoApp(t: TestContext): Promise<EchoApp> {
 }
 
 /** A port the OS just gave us (bound and released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { ephemeralPort as freePort };
 
 export interface AppRegistration {
   name: string;

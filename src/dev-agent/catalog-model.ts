@@ -120,32 +120,18 @@ export function renderCheck(c: CheckRecord, nodeName: string): Record<string, un
   };
 }
 
-function apiUpstream(u: UpstreamRecord): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
-  if (u.destinationType) o.DestinationType = u.destinationType;
-  if (u.destinationPartition) o.DestinationPartition = u.destinationPartition;
-  if (u.destinationNamespace) o.DestinationNamespace = u.destinationNamespace;
-  if (u.destinationPeer) o.DestinationPeer = u.destinationPeer;
-  o.DestinationName = u.destinationName;
-  if (u.datacenter) o.Datacenter = u.datacenter;
-  if (u.localBindAddress) o.LocalBindAddress = u.localBindAddress;
-  if (u.localBindPort) o.LocalBindPort = u.localBindPort;
-  if (u.localBindSocketPath) o.LocalBindSocketPath = u.localBindSocketPath;
-  if (u.localBindSocketMode) o.LocalBindSocketMode = u.localBindSocketMode;
-  if (u.config && Object.keys(u.config).length > 0) o.Config = u.config;
-  o.MeshGateway = u.meshGateway;
-  if (u.centrallyConfigured) o.CentrallyConfigured = true;
-  return o;
-}
-
-function structsUpstream(u: UpstreamRecord): Record<string, unknown> {
+/**
+ * An upstream as JSON. The agent endpoints render `api.Upstream` (Datacenter omitted when empty);
+ * health and catalog render `structs.Upstream`, where Datacenter is always present (spec §7.1).
+ */
+function upstreamJson(u: UpstreamRecord, shape: "api" | "structs"): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   if (u.destinationType) o.DestinationType = u.destinationType;
   if (u.destinationNamespace) o.DestinationNamespace = u.destinationNamespace;
   if (u.destinationPartition) o.DestinationPartition = u.destinationPartition;
   if (u.destinationPeer) o.DestinationPeer = u.destinationPeer;
   o.DestinationName = u.destinationName;
-  o.Datacenter = u.datacenter;
+  if (u.datacenter || shape === "structs") o.Datacenter = u.datacenter;
   if (u.localBindAddress) o.LocalBindAddress = u.localBindAddress;
   if (u.localBindPort) o.LocalBindPort = u.localBindPort;
   if (u.localBindSocketPath) o.LocalBindSocketPath = u.localBindSocketPath;
@@ -172,7 +158,7 @@ function apiProxy(p: ProxyRecord): Record<string, unknown> {
   if (p.mode) o.Mode = p.mode;
   if (p.transparentProxy && Object.keys(p.transparentProxy).length > 0) o.TransparentProxy = p.transparentProxy;
   if (p.config && Object.keys(p.config).length > 0) o.Config = p.config;
-  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map(apiUpstream);
+  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map((u) => upstreamJson(u, "api"));
   o.MeshGateway = p.meshGateway;
   o.Expose = p.expose;
   return o;
@@ -185,7 +171,7 @@ function structsProxy(p: ProxyRecord | undefined): Record<string, unknown> {
   o.Mode = p.mode;
   if (p.transparentProxy && Object.keys(p.transparentProxy).length > 0) o.TransparentProxy = p.transparentProxy;
   if (p.config && Object.keys(p.config).length > 0) o.Config = p.config;
-  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map(structsUpstream);
+  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map((u) => upstreamJson(u, "structs"));
   o.MeshGateway = p.meshGateway;
   o.Expose = p.expose;
   return o;

@@ -62,8 +62,9 @@ export async function startRegistration(
       if (err instanceof AgentError && err.code === "not_found") {
         // The agent lost us (restarted without state): register again.
         deps.log.warn({ id }, "the agent no longer knows the proxy registration; registering again");
-        await registerService(agent, def, stop.signal).catch((e: unknown) =>
-          deps.log.error({ err: e, id }, "re-registering the proxy failed; will retry"),
+        await registerService(agent, def, stop.signal).then(
+          () => deps.log.info({ id }, "proxy re-registered"),
+          (e: unknown) => deps.log.error({ err: e, id }, "re-registering the proxy failed; will retry"),
         );
       } else {
         deps.log.warn({ err, checkId }, "proxy heartbeat failed; will retry");

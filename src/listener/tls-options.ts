@@ -1,6 +1,7 @@
 import { constants } from "node:crypto";
 import type { TlsOptions } from "node:tls";
 import type { TlsMaterial } from "../certs/index.js";
+import { TLS_GROUPS } from "../net/index.js";
 
 // spec 9.4: TLS 1.2 suites are ECDHE with AES-GCM or ChaCha20-Poly1305 only (AEAD, forward secret).
 // TLS 1.3 suites are not listed, so OpenSSL's defaults (all AEAD) stay in force.
@@ -35,6 +36,7 @@ export function serverTlsOptions(m: TlsMaterial, ticketKeys: Buffer): TlsOptions
     // chooses, and a second handshake the identity check never sees. Refuse it outright.
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     ciphers: TLS12_CIPHERS,
+    ecdhCurve: TLS_GROUPS,
     honorCipherOrder: true,
     sessionTimeout: SESSION_TIMEOUT_S,
     ticketKeys,

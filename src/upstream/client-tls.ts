@@ -3,6 +3,7 @@
 import { connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from "node:tls";
 import type { CertStore, TlsMaterial } from "../certs/index.js";
 import { parseSpiffeId } from "../certs/index.js";
+import { TLS_GROUPS } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import type { Instance } from "./instance-set.js";
 
@@ -41,7 +42,7 @@ export function createClientTls(certs: CertStore, log: Logger): ClientTls {
       material = m;
       try {
         // No ALPN (spec §9.4/§9.8: advertising h2 broke HTTP/2 apps behind an L4 proxy); TLS 1.2 at least.
-        const secureContext = createSecureContext({ key: m.key, cert: m.certChain, ca: m.ca, minVersion: "TLSv1.2" });
+        const secureContext = createSecureContext({ key: m.key, cert: m.certChain, ca: m.ca, minVersion: "TLSv1.2", ecdhCurve: TLS_GROUPS });
         ctx = { generation: ++generation, secureContext, trustDomain: m.trustDomain.toLowerCase() };
       } catch (err) {
         // checkMaterial vetted it, so this is unexpected; keep the previous context (STYLE §8).

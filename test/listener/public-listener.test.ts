@@ -458,6 +458,26 @@ test("a TLS 1.3 session resumes with a ticket and is still identified and author
   await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "done" && l.source === creds.uri).length === 2);
 });
 
+test("a default Node client gets X25519 (server preference), and an ML-KEM-only client still connects", async (t) => {
+  const s = await setup(t, { cachedAuthz: true });
+  const creds = await s.client();
+  // Node 24's default client offers X25519MLKEM768 and X25519 key shares; the listener picks X25519.
+  const plain = tlsConnect({ host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, checkServerIdentity: () => undefined });
+  plain.on("error", () => {});
+  await once(plain, "secureConnect");
+  assert.equal((plain.getEphemeralKeyInfo() as { name?: string } | null)?.name, "X25519");
+  assert.equal(await echo(plain, "x"), "x");
+  plain.end();
+  await closedWith(s.cap, "done");
+  const pq = tlsConnect({ host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, ecdhCurve: "X25519MLKEM768", checkServerIdentity: () => undefined });
+  pq.on("error", () => {});
+  await once(pq, "secureConnect");
+  assert.equal((pq.getEphemeralKeyInfo() as { name?: string } | null)?.name, "X25519MLKEM768");
+  assert.equal(await echo(pq, "pq"), "pq");
+  pq.end();
+  await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "done").length === 2);
+});
+
 test("TLS 1.2 negotiates an AEAD ECDHE suite, and a client offering only CBC suites is a tls_error", async (t) => {
   const s = await setup(t, { cachedAuthz: true });
   const creds = await s.client();

@@ -1,0 +1,11 @@
+/**
+ * Key-exchange groups for both sides of the mesh hop (the public listener and upstream dials), in
+ * preference order. OpenSSL 3.5 (Node 24) puts the hybrid X25519MLKEM768 first and its clients send
+ * key shares for both X25519MLKEM768 and X25519, so every handshake, resumed ones included (TLS 1.3
+ * resumption is PSK with (EC)DHE), paid an ML-KEM key generation, encapsulation and decapsulation on
+ * top of the X25519 exchange: about a third of the CPU of a new connection in the bench.
+ * X25519 first (as Envoy and HAProxy negotiate) keeps ephemeral ECDHE, so forward secrecy is
+ * unchanged; P-256 for peers without X25519; the hybrid stays accepted last for interop, not preferred.
+ * Trade-off: no post-quantum protection of recorded traffic by default.
+ */
+export const TLS_GROUPS = "X25519:P-256:X25519MLKEM768";

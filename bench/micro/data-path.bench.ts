@@ -5,6 +5,7 @@
 //
 //   node dist/bench/micro/data-path.bench.js [--steps ka16,ka64,conns,down,up,closed] [--reps 3] [--seconds 2]
 //        [--bulk-mib 64] [--sidecar-node-options "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--no-haproxy]
+//        [--baseline-cli /tmp/base/dist/src/cli.js]   (a second sidecar mesh from another build, "baseline", interleaved)
 //        [--hold]   (print targets and pids, then wait for stdin to close before measuring: profile by hand)
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -107,7 +108,15 @@ async function main(): Promise<void> {
     else process.env.NODE_OPTIONS = saved;
   }
   const paths: LivePath[] = [{ id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [] }];
+  const baselineCli = arg("baseline-cli", "");
+  let baseline: Mesh | undefined;
+  if (baselineCli !== "") {
+    // Its own dev agent: the service names are the same in both meshes.
+    baseline = await startMesh({ group, cliPath: baselineCli, cpus: pinning.proxies, app: appPorts, tmpDir: join(tmp, "baseline"), readyTimeoutMs: 45_000 }, await startAgentWithServices(appPorts));
+    paths.unshift({ id: "direct", http: baseline.http, bulk: baseline.bulk, proxies: [] }); // "direct" is the baseline's slot here
+  }
   const pids = new Map<string, number[]>([["connect-sidecar", [mesh.sidecars.client.pid, mesh.sidecars.server.pid, mesh.sidecars.bulk.pid]]]);
+  if (baseline !== undefined) pids.set("direct", [baseline.sidecars.client.pid, baseline.sidecars.server.pid, baseline.sidecars.bulk.pid]);
   let haproxy: HaproxyPair | undefined;
   if (withHaproxy && tools.haproxy !== undefined) {
     haproxy = await startHaproxyPair({
@@ -162,8 +171,14 @@ async function main(): Promise<void> {
     };
     const unit = s === "down" || s === "up" ? "µs/MB" : s === "conns" ? "µs/conn" : "µs/req";
     process.stdout.write(`        cpu ${unit}: ours ${c("connect-sidecar")}  haproxy ${c("haproxy")}\n`);
+    const base = figures.get(`${s}\tdirect`) ?? [];
+    if (base.length > 0) {
+      const mb = median(base);
+      process.stdout.write(`        baseline ${mb.toFixed(1)} [${fmt(base)}] ratio ours/baseline ${(mo / mb).toFixed(2)}, baseline/haproxy ${(mb / mt).toFixed(2)}; cpu ${c("direct")}\n`);
+    }
   }
   await mesh.close();
+  await baseline?.close();
   await haproxy?.close();
   app.proc.stdin?.end();
   await app.stop(3000);

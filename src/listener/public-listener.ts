@@ -99,6 +99,7 @@ const REJECT_REASONS: ReadonlySet<string> = new Set<string>([
 ]);
 
 const ignore = (): void => {};
+const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 
 /**
  * Starts the public mTLS listener once the cert store has material, bound to `opts.bind`. Each
@@ -123,6 +124,8 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
   // issued under roots that are gone cannot resume past the new chain check.
   let ticketKeys = randomBytes(48);
   const peers = createPeerIdentifier();
+  // Every app socket of this listener reads into this one buffer; pipe() consumes each read at once.
+  const readScratch = Buffer.allocUnsafe(READ_SCRATCH_BYTES);
 
   const m = deps.metrics;
   const accepted = m.connectionsAccepted.labels(LISTENER);
@@ -161,7 +164,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     track(c, src);
 
     c.stage = "app"; // the app is touched only now
-    const app = await dialApp(s.app, s.localConnectTimeoutMs, c.stop.signal, (sig) => sig.reason as StopReason);
+    const app = await dialApp(s.app, s.localConnectTimeoutMs, c.stop.signal, (sig) => sig.reason as StopReason, readScratch);
     if (!app.ok) return app.reason;
     c.app = app.value;
     app.value.on("error", ignore);

@@ -1,4 +1,5 @@
-import type { Socket } from "node:net";
+import { connect, type NetConnectOpts, type Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 
 /** Why a piped connection ended: one string for the log line, the metric label and the test. */
 export type PipeCloseReason =
@@ -22,6 +23,44 @@ export interface PipeResult {
   reason: PipeCloseReason;
   bytesFromClient: number;
   bytesFromServer: number;
+}
+
+// A socket made by connectDirect(): its reads land in a scratch buffer shared by its owner's sockets
+// and are handed to `sink` synchronously, with no 'data' event and no fresh ArrayBuffer per read.
+const DIRECT = Symbol("connect-sidecar.directRead");
+interface DirectRead {
+  /** Set by pipe(); returns false to stop reading until resume(). */
+  sink: ((chunk: Buffer) => boolean) | undefined;
+  /** Copies of what arrived before pipe() took the socket over. */
+  early: Buffer[];
+}
+type DirectSocket = Socket & { [DIRECT]?: DirectRead };
+
+/**
+ * net.connect() whose reads go into `scratch` (one buffer per owner, 64 KiB say) instead of a new
+ * 64 KiB ArrayBuffer per read: less allocation per chunk and, in bulk transfers, far fewer major
+ * GCs (V8 runs one per ~64 MB of ArrayBuffers that no scavenge freed). pipe() consumes each read
+ * before the next one can happen: the peer's write() takes a view only when the peer is a TLS socket
+ * with nothing queued (it encrypts the bytes inside write()), and a copy otherwise. The socket starts
+ * paused; pipe() resumes it.
+ */
+export function connectDirect(opts: NetConnectOpts, scratch: Buffer): Socket {
+  const relay: DirectRead = { sink: undefined, early: [] };
+  const sock: DirectSocket = connect({
+    ...opts,
+    onread: {
+      buffer: scratch,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+        if (relay.sink !== undefined) return relay.sink(chunk);
+        relay.early.push(Buffer.from(chunk)); // copy: the scratch is reused by the next read
+        return false;
+      },
+    },
+  });
+  sock[DIRECT] = relay;
+  sock.pause();
+  return sock;
 }
 
 const CLOSE_REASONS: ReadonlySet<string> = new Set<PipeCloseReason>([
@@ -67,6 +106,21 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       bytesFromServer += chunk.length;
       active = true;
       if (!client.write(chunk)) server.pause();
+    };
+    // Reads of a connectDirect() socket live in a shared scratch buffer: see connectDirect.
+    const clientDirect = (client as DirectSocket)[DIRECT];
+    const serverDirect = (server as DirectSocket)[DIRECT];
+    const clientTakesView = client instanceof TLSSocket;
+    const serverTakesView = server instanceof TLSSocket;
+    const onClientChunk = (chunk: Buffer): boolean => {
+      bytesFromClient += chunk.length;
+      active = true;
+      return server.write(serverTakesView && server.writableLength === 0 ? chunk : Buffer.from(chunk));
+    };
+    const onServerChunk = (chunk: Buffer): boolean => {
+      bytesFromServer += chunk.length;
+      active = true;
+      return client.write(clientTakesView && client.writableLength === 0 ? chunk : Buffer.from(chunk));
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -125,6 +179,8 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     const settle = (): void => {
       if (idleTimer !== undefined) clearInterval(idleTimer);
       signal?.removeEventListener("abort", onAbort);
+      if (clientDirect !== undefined) clientDirect.sink = undefined;
+      if (serverDirect !== undefined) serverDirect.sink = undefined;
       client.off("data", onClientData).off("drain", onClientDrain).off("end", onClientEnd)
         .off("finish", onClientFinish).off("error", onClientError).off("close", onClientClose);
       server.off("data", onServerData).off("drain", onServerDrain).off("end", onServerEnd)
@@ -132,9 +188,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       resolve({ reason: reason ?? "done", bytesFromClient, bytesFromServer });
     };
 
-    client.on("data", onClientData).on("drain", onClientDrain).on("end", onClientEnd)
+    if (clientDirect !== undefined) clientDirect.sink = onClientChunk;
+    else client.on("data", onClientData);
+    if (serverDirect !== undefined) serverDirect.sink = onServerChunk;
+    else server.on("data", onServerData);
+    client.on("drain", onClientDrain).on("end", onClientEnd)
       .on("finish", onClientFinish).on("error", onClientError).on("close", onClientClose);
-    server.on("data", onServerData).on("drain", onServerDrain).on("end", onServerEnd)
+    server.on("drain", onServerDrain).on("end", onServerEnd)
       .on("finish", onServerFinish).on("error", onServerError).on("close", onServerClose);
     signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -147,6 +207,10 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     if (signal?.aborted) return onAbort();
     client.setNoDelay(true);
     server.setNoDelay(true);
+    // What a connectDirect() socket read before we attached goes first (a full peer pauses the
+    // reader on its next read, and its 'drain' resumes it).
+    if (clientDirect !== undefined) for (const c of clientDirect.early.splice(0)) onClientChunk(c);
+    if (serverDirect !== undefined) for (const c of serverDirect.early.splice(0)) onServerChunk(c);
     // A caller may have paused a socket (say, while authorizing); adding 'data' does not undo that.
     client.resume();
     server.resume();

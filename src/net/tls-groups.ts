@@ -1,3 +1,6 @@
+/** The default key-exchange groups of the mesh hop; see TLS_GROUPS. */
+export const DEFAULT_TLS_GROUPS = "X25519:P-256:X25519MLKEM768";
+
 /**
  * Key-exchange groups for both sides of the mesh hop (the public listener and upstream dials), in
  * preference order. OpenSSL 3.5 (Node 24) puts the hybrid X25519MLKEM768 first and its clients send
@@ -6,6 +9,7 @@
  * top of the X25519 exchange: about a third of the CPU of a new connection in the bench.
  * X25519 first (as Envoy and HAProxy negotiate) keeps ephemeral ECDHE, so forward secrecy is
  * unchanged; P-256 for peers without X25519; the hybrid stays accepted last for interop, not preferred.
- * Trade-off: no post-quantum protection of recorded traffic by default.
+ * Trade-off: no post-quantum protection of recorded traffic by default. An operator who wants it sets
+ * CONNECT_SIDECAR_TLS_GROUPS=X25519MLKEM768:X25519:P-256 (read once at start, like any process setting).
  */
-export const TLS_GROUPS = "X25519:P-256:X25519MLKEM768";
+export const TLS_GROUPS = process.env.CONNECT_SIDECAR_TLS_GROUPS?.trim() || DEFAULT_TLS_GROUPS;

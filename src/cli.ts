@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
 import { readTokenFile, resolveAgentConfig } from "./agent/index.js";
-import { ConfigError, findFreePort, parseGoDuration, parseHostPort } from "./net/index.js";
+import { checkTlsGroups, ConfigError, findFreePort, parseGoDuration, parseHostPort } from "./net/index.js";
 import { createLogger, createMetrics, type Logger } from "./ops/index.js";
 import type { DevAgentOptions } from "./dev-agent/index.js";
 import type { SidecarOptions, ProxySource } from "./sidecar/index.js";
@@ -218,6 +218,7 @@ function logSettings(args: Args): LogSettings {
 
 /** Validates the `proxy` flags into SidecarOptions (spec §9.1). Throws ConfigError naming the flag. */
 export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): SidecarOptions {
+  checkTlsGroups();
   for (const [key, flag] of [["proxyId", "proxy-id"], ["sidecarFor", "sidecar-for"], ["service", "service"]] as const) {
     if (args[key] === "") throw new ConfigError(flag, `-${flag} needs a value, such as -${flag} web`);
   }

@@ -1,3 +1,6 @@
+import { createSecureContext } from "node:tls";
+import { ConfigError } from "./config-error.js";
+
 /** The default key-exchange groups of the mesh hop; see TLS_GROUPS. */
 export const DEFAULT_TLS_GROUPS = "X25519:P-256:X25519MLKEM768";
 
@@ -13,3 +16,15 @@ export const DEFAULT_TLS_GROUPS = "X25519:P-256:X25519MLKEM768";
  * CONNECT_SIDECAR_TLS_GROUPS=X25519MLKEM768:X25519:P-256 (read once at start, like any process setting).
  */
 export const TLS_GROUPS = process.env.CONNECT_SIDECAR_TLS_GROUPS?.trim() || DEFAULT_TLS_GROUPS;
+
+/** Throws ConfigError naming CONNECT_SIDECAR_TLS_GROUPS when OpenSSL does not accept the group list. */
+export function checkTlsGroups(): void {
+  try {
+    createSecureContext({ ecdhCurve: TLS_GROUPS });
+  } catch (err) {
+    throw new ConfigError(
+      "CONNECT_SIDECAR_TLS_GROUPS",
+      `OpenSSL refuses the group list "${TLS_GROUPS}" (${(err as Error).message}); use names such as X25519:P-256:X25519MLKEM768, or unset it`,
+    );
+  }
+}

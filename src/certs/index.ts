@@ -8,3 +8,4 @@ export { createCertStore } from "./cert-store.js";
 export type { CertStore } from "./cert-store.js";
 export { createPeerIdentifier } from "./peer-identity.js";
 export type { PeerIdentifier, PeerIdentity, PeerRejectReason } from "./peer-identity.js";
+export { uriSans } from "./cert-fields.js";

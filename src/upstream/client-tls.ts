@@ -1,8 +1,8 @@
 // The client side of mTLS towards upstream instances: one secure context per material change, TLS
 // session reuse per instance, the dial itself, and the check of the server's SPIFFE identity.
-import { connect as tlsConnect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
 import type { CertStore, TlsMaterial } from "../certs/index.js";
-import { parseSpiffeId } from "../certs/index.js";
+import { parseSpiffeId, uriSans } from "../certs/index.js";
 import { TLS_GROUPS } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import type { Instance } from "./instance-set.js";
@@ -123,7 +123,7 @@ export function dialInstance(inst: Instance, tls: ClientTlsContext, opts: DialOp
       // session carries no peer certificate in Node; it was verified when the session was made,
       // and it came from this instance's own cache (same address, identity and material).
       if (!(session !== undefined && sock.isSessionReused())) {
-        const got = firstUriSan(sock.getPeerCertificate());
+        const got = uriSans(sock.getPeerCertificate().subjectaltname)[0]; // Consul reads URIs[0] (spec §9.5)
         if (!identityMatches(got, inst, tls.trustDomain)) {
           inst.session = undefined;
           return finish({ ok: false, reason: "wrong_server_identity", detail: `got ${got ?? "no URI SAN"}` });
@@ -171,37 +171,6 @@ function classify(err: NodeJS.ErrnoException, tcpConnected: boolean): DialFailur
   if (CHAIN_CODES.has(code)) return "bad_chain";
   if (!tcpConnected) return code === "ETIMEDOUT" ? "connect_timeout" : "connect_failed";
   return "tls_error";
-}
-
-/** The first URI SAN, as Consul reads `URIs[0]` (spec §9.5); node:crypto JSON-quotes odd values. */
-function firstUriSan(cert: PeerCertificate): string | undefined {
-  const san = cert.subjectaltname;
-  if (!san) return undefined;
-  let i = 0;
-  while (i < san.length) {
-    const colon = san.indexOf(":", i);
-    if (colon < 0) return undefined;
-    const type = san.slice(i, colon);
-    let value: string;
-    let next: number;
-    if (san[colon + 1] === '"') {
-      let j = colon + 2;
-      while (j < san.length && san[j] !== '"') j += san[j] === "\\" ? 2 : 1;
-      try {
-        value = JSON.parse(san.slice(colon + 1, j + 1)) as string;
-      } catch {
-        return undefined;
-      }
-      next = j + 1;
-    } else {
-      const sep = san.indexOf(", ", colon + 1);
-      next = sep < 0 ? san.length : sep;
-      value = san.slice(colon + 1, next);
-    }
-    if (type === "URI") return value;
-    i = next + 2;
-  }
-  return undefined;
 }
 
 /**

@@ -123,7 +123,7 @@ export function dialInstance(inst: Instance, tls: ClientTlsContext, opts: DialOp
       // session carries no peer certificate in Node; it was verified when the session was made,
       // and it came from this instance's own cache (same address, identity and material).
       if (!(session !== undefined && sock.isSessionReused())) {
-        const got = uriSans(sock.getPeerCertificate().subjectaltname)[0]; // Consul reads URIs[0] (spec §9.5)
+        const got = uriSans(sock.getPeerX509Certificate()?.subjectAltName)[0]; // Consul reads URIs[0] (spec §9.5)
         if (!identityMatches(got, inst, tls.trustDomain)) {
           inst.session = undefined;
           return finish({ ok: false, reason: "wrong_server_identity", detail: `got ${got ?? "no URI SAN"}` });

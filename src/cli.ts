@@ -102,6 +102,7 @@ function proxyOptions<T>(y: Argv<T>) {
     .option("revoke-live", { type: "boolean", default: true, describe: "close live connections when an intention now denies them" })
     .option("authz-max-stale", { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" })
     .option("max-conns", { type: "string", describe: "limit of concurrent inbound connections" })
+    .option("checklist-interval", { type: "string", default: "10m", describe: "run the production checklist (doctor) on itself at ready and this often; 0 turns it off" })
     .option("idle-timeout", { type: "string", describe: "close connections idle this long (e.g. 1h); default none" });
 }
 
@@ -267,6 +268,7 @@ export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): Sidecar
     authzMaxStaleMs,
     maxConns: maxConnsText === undefined ? undefined : positiveInt(maxConnsText, "max-conns", 1, 1_000_000),
     idleTimeoutMs: idleText === undefined ? undefined : positiveDuration(idleText, "idle-timeout", false),
+    checklistIntervalMs: positiveDuration(String(args.checklistInterval), "checklist-interval", true),
   };
 }
 

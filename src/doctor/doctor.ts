@@ -27,7 +27,7 @@ import {
   type PolicyInfo,
   type ProxyView,
 } from "./evidence.js";
-import { checkAppAddress, checkAppExposure, checkPublicPort, checkPublicPortBind } from "./host-checks.js";
+import { checkAppAddress, checkAppExposure, checkPublicPort, checkPublicPortBind, ownPublicListenerCheck } from "./host-checks.js";
 import { readEphemeralPorts } from "./probe.js";
 import { checkTokenFile, checkTokenManagement, checkTokenScope, GLOBAL_MANAGEMENT_POLICY_ID } from "./token-checks.js";
 import {
@@ -138,7 +138,9 @@ export async function runDoctor(opts: DoctorOptions, deps: DoctorDeps): Promise<
       checkLeaf(leaf, rootsRes.roots, service, deps.now()),
       checkCaProvider(agentSelf, rootsRes.roots),
       checkPublicPort(proxy, agentSelf, opts.sidecarPortRange, readEphemeralPorts()),
-      await checkPublicPortBind(proxy, leaf, rootsRes.roots, timeoutMs),
+      opts.ownPublicListener !== undefined
+        ? ownPublicListenerCheck(opts.ownPublicListener)
+        : await checkPublicPortBind(proxy, leaf, rootsRes.roots, timeoutMs),
       checkAppAddress(proxy),
       await checkAppExposure(proxy, (deps.interfaces ?? networkInterfaces)(), timeoutMs),
     );

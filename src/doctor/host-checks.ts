@@ -63,6 +63,11 @@ export function checkPublicPort(
   return { ...base, verdict: "PASS", seen: `public listener ${where}, ${how}: open ${inRange ? `${range.min}–${range.max}` : `port ${port}`} to the mesh, nothing else` };
 }
 
+/** The running sidecar's own view of its port: it holds it, so there is nothing to probe. */
+export function ownPublicListenerCheck(bound: { host: string; port: number }): Check {
+  return { id: "public-port-bind", step: "sidecar-ports", verdict: "PASS", seen: `${hostPort(bound.host, bound.port)} is held by this sidecar process` };
+}
+
 /** Can the sidecar bind its port: free, or already held by this service's sidecar (its TLS URI says)? */
 export async function checkPublicPortBind(
   proxy: ProxyView | undefined,

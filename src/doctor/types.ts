@@ -95,6 +95,11 @@ export interface DoctorOptions {
   probeTimeoutMs?: number;
   /** The agent's sidecar port range when /v1/agent/self cannot be read. Default 21000–21255. */
   sidecarPortRange?: { min: number; max: number };
+  /**
+   * Set by a running sidecar checking itself: the public listener this process holds. The port check
+   * then reports it as held by this sidecar instead of probing it (a probe would be one of its own connections).
+   */
+  ownPublicListener?: { host: string; port: number };
 }
 
 export interface DoctorDeps {

@@ -67,4 +67,6 @@ export interface SidecarStatus {
   authz: { cacheEntries: number } | undefined;
   agent: { origin: string; lastContact: string | undefined };
   registration: { id: string; checkId: string } | undefined;
+  /** The production checklist as the sidecar last checked it on itself (`connect-sidecar doctor`). */
+  checklist?: unknown;
 }

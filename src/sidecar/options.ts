@@ -33,6 +33,8 @@ export interface SidecarOptions {
   authzMaxStaleMs: number;
   maxConns: number | undefined;
   idleTimeoutMs: number | undefined;
+  /** Run the production checklist (doctor) on itself when ready and at this period; undefined or 0: off. */
+  checklistIntervalMs?: number | undefined;
 }
 
 export interface SidecarDeps {

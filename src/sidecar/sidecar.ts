@@ -1,6 +1,7 @@
 // One sidecar process, composed: proxy configuration (agent watch or static flags), the cert store,
 // the authorizer, the public listener, the upstream listeners and the admin server; config changes
 // applied live; drain on close. cli.ts owns signals and the exit code.
+import { startChecklist, type Checklist } from "./checklist.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   AgentError,
@@ -140,6 +141,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       authz: authz && { cacheEntries: authz.size() },
       agent: { origin: agent.origin, lastContact: lastContact === undefined ? undefined : new Date(lastContact).toISOString() },
       registration: registration && { id: registration.id, checkId: registration.checkId },
+      checklist: checklist?.latest(),
     };
   };
 
@@ -351,6 +353,20 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     if (stop.signal.aborted) return;
     phase = { t: "failed", error: err instanceof Error ? err.message : String(err) };
   });
+  let checklist: Checklist | undefined;
+  if (opts.checklistIntervalMs !== undefined && opts.checklistIntervalMs > 0) {
+    const intervalMs = opts.checklistIntervalMs;
+    void ready.then(
+      () => {
+        if (stop.signal.aborted) return;
+        checklist = startChecklist(
+          { source: opts.source, agent: opts.agent, intervalMs, ownPublicListener: () => publicListener?.address() },
+          { log, now, agent },
+        );
+      },
+      () => undefined,
+    );
+  }
 
   let closing: Promise<0 | 1> | undefined;
   const close = (drainTimeoutMs: number): Promise<0 | 1> =>
@@ -358,6 +374,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       const deadlineMs = now() + drainTimeoutMs;
       phase = { t: "draining", deadlineMs };
       stop.abort();
+      checklist?.close();
       await configIterator.return(undefined).catch(() => undefined);
       await ready.catch(() => undefined);
       const remaining = (): number => Math.max(0, deadlineMs - now());

@@ -19,9 +19,9 @@ async function meshWithApiChild(t: import("node:test").TestContext, drainTimeout
   t.after(() => {
     if (child.proc.exitCode === null) child.proc.kill("SIGKILL");
   });
-  await child.waitFor(/"msg":"sidecar ready"/);
+  const { admin } = JSON.parse(await child.waitFor(/"msg":"sidecar ready"/)) as { admin: string };
   await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
-  return { mesh, child, upstreamPort };
+  return { mesh, child, upstreamPort, admin };
 }
 
 const TRANSFER_BYTES = 10 * 1024 * 1024;
@@ -55,7 +55,8 @@ function echoTransfer(sock: Socket, payload: Buffer, onFirstMiB: () => void): Pr
 }
 
 test("SIGTERM during five 10 MB transfers: all finish intact, new connections are refused, exit 0", async (t) => {
-  const { child, upstreamPort } = await meshWithApiChild(t, "30s");
+  const { child, upstreamPort, admin } = await meshWithApiChild(t, "30s");
+  assert.equal((await fetch(`${admin}/ready`)).status, 200);
   const payload = randomBytes(TRANSFER_BYTES);
   const want = createHash("sha256").update(payload).digest("hex");
   const socks = await Promise.all(Array.from({ length: 5 }, () => dial(upstreamPort)));
@@ -67,6 +68,9 @@ test("SIGTERM during five 10 MB transfers: all finish intact, new connections ar
   await allStarted; // every transfer is mid-flight
   child.proc.kill("SIGTERM");
   await child.waitFor(/public listener stopped accepting/);
+  const ready = await fetch(`${admin}/ready`);
+  assert.equal(ready.status, 503, "not ready while draining");
+  assert.match(await ready.text(), /draining/);
   const fresh = await dial(upstreamPort);
   await assert.rejects(echo(fresh, "new"), /connection ended/);
   await closed(fresh);

@@ -5,7 +5,7 @@ import { tryParseGoDuration } from "../net/index.js";
 import { decodeStrict, type FieldSpec, type Schema } from "./decode.js";
 import { decodeFailed, HttpError } from "./http-error.js";
 import { multiError } from "./intentions-model.js";
-import type { CheckStatus, ProxyRecord, ServiceRecord, UpstreamRecord } from "./catalog-model.js";
+import type { CheckRecord, CheckStatus, ProxyRecord, ServiceRecord, UpstreamRecord } from "./catalog-model.js";
 
 const str: FieldSpec = { type: "string" };
 const int: FieldSpec = { type: "int" };
@@ -83,25 +83,11 @@ SERVICE_SCHEMA.Connect = {
   fields: { Native: bool, SidecarService: { fields: SERVICE_SCHEMA, aliases: ["sidecar_service"] }, Proxy: any },
 };
 
-/** What a check registration asks for, with its ID assigned. */
-export interface CheckSpec {
-  id: string;
-  name: string;
+/** What a check registration asks for, with its ID assigned: a stored check before the catalog owns it. */
+export type CheckSpec = Omit<CheckRecord, "status" | "serviceId" | "serviceName" | "serviceTags" | "createIndex" | "modifyIndex"> & {
   /** undefined: keep a re-registered check's status, else start critical (spec §6.1). */
   status: CheckStatus | undefined;
-  notes: string;
-  output: string;
-  type: string;
-  intervalMs: number;
-  timeoutMs: number;
-  ttlMs: number;
-  deregisterAfterMs: number;
-  tcp: string;
-  http: string;
-  method: string;
-  aliasService: string;
-  aliasNode: string;
-}
+};
 
 export type NewService = Omit<ServiceRecord, "createIndex" | "modifyIndex">;
 

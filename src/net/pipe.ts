@@ -91,10 +91,17 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     const signal = opts.signal;
 
     // First terminal event wins; destroying both then leads to two 'close' events and settle().
+    // A cut (anything but "done" and the idle timeout, where nothing is in flight) resets both
+    // sides, so neither peer can mistake a truncated stream for a complete one.
     const finish = (r: PipeCloseReason): void => {
       reason ??= r;
-      client.destroy();
-      server.destroy();
+      if (reason === "done" || reason === "idle_timeout") {
+        client.destroy();
+        server.destroy();
+      } else {
+        cut(client);
+        cut(server);
+      }
     };
 
     const onClientData = (chunk: Buffer): void => {
@@ -218,6 +225,36 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     if (client.readableEnded) onClientEnd();
     if (server.readableEnded) onServerEnd();
   });
+}
+
+/**
+ * Destroys `sock` with a TCP reset rather than a FIN. A FIN would read as a clean end: a TLS peer
+ * (Node's among them) takes a FIN without close_notify as one, and the proxy on the far side would
+ * forward it as a half-close. Falls back to a plain destroy when there is no TCP socket to reset (a
+ * unix socket) or this side already sent its FIN (libuv cannot reset a socket it has shut down).
+ */
+export function cut(sock: Socket): void {
+  if (sock.destroyed || sock.writableEnded) return void sock.destroy();
+  if (sock instanceof TLSSocket) {
+    // Node has no public reset for a TLS socket. Destroying one closes its TCP handle with
+    // handle.close(cb), later, off OpenSSL's stack; make that one call a reset (SO_LINGER 0, then
+    // close, then cb). Resetting the TCP socket directly would free the SSL under OpenSSL when we
+    // are called from inside a TLS callback (a segfault, seen in the tests).
+    const tcp = (sock as unknown as { _handle?: { _parent?: TcpHandle } | null })._handle?._parent;
+    if (tcp !== undefined && typeof tcp.reset === "function") tcp.close = tcp.reset;
+    return void sock.destroy();
+  }
+  try {
+    sock.resetAndDestroy();
+  } catch {
+    sock.destroy(); // not a TCP handle (unix socket)
+  }
+}
+
+/** The TCP handle under a socket (Node's TCPWrap): the two methods cut() uses. */
+interface TcpHandle {
+  reset?: (cb?: () => void) => number;
+  close: (cb?: () => void) => void;
 }
 
 function isReset(err: NodeJS.ErrnoException): boolean {

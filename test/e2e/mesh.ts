@@ -185,13 +185,7 @@ export function echo(sock: Socket, text: string): Promise<string> {
   });
 }
 
-/** Resolves once the socket has closed (a reset counts). */
-export async function closed(sock: Socket): Promise<void> {
-  if (sock.closed) return;
-  sock.on("error", () => undefined);
-  sock.resume();
-  await once(sock, "close");
-}
+export { closed } from "../sockets.js";
 
 /** Parses Prometheus text: `name{a="b",c="d"}` (labels sorted) → value. */
 export async function scrape(adminUrl: string): Promise<Map<string, number>> {

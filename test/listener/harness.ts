@@ -203,8 +203,4 @@ export async function echo(sock: TLSSocket, text: string): Promise<string> {
   return done;
 }
 
-/** Resolves when the socket has closed (whatever the cause). */
-export async function closed(sock: Socket): Promise<void> {
-  if (sock.closed) return;
-  await new Promise((resolve) => sock.once("close", resolve)); // not events.once: an 'error' first must not reject
-}
+export { closed } from "../sockets.js";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
-import { connectDirect, pipe } from "../../src/net/index.js";
+import { connectDirect, cut, pipe } from "../../src/net/index.js";
 import { makeCa } from "../certs/fixtures.js";
 
 const MiB = 1024 * 1024;
@@ -55,12 +55,13 @@ function drain(sock: net.Socket): Promise<{ bytes: number; sha256: string; text:
   return once(sock, "end").then(() => ({ bytes, sha256: h.digest("hex"), text }));
 }
 
-/** Resolves when the peer's FIN arrives (outer sockets are half-open, so they do not close by themselves). */
-const ended = (sock: net.Socket): Promise<unknown> => {
-  const e = once(sock, "end");
-  sock.resume();
-  return e;
-};
+/** Resolves with how the peer ended `sock`: "FIN" (a clean end) or the error code ("ECONNRESET" for a reset). */
+const peerEnd = (sock: net.Socket): Promise<string> =>
+  new Promise((resolve) => {
+    sock.once("end", () => resolve("FIN"));
+    sock.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    sock.resume();
+  });
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 const EVENTS = ["data", "end", "finish", "error", "close", "drain"] as const;
 const listenerCounts = (s: net.Socket): number[] => EVENTS.map((e) => s.listenerCount(e));
@@ -121,13 +122,13 @@ test("a reset from the client ends both sides with reason client_reset", async (
   const piped = pipe(proxyIn, proxyOut);
   outerClient.write("hello");
   await once(outerServer, "data");
-  const serverEnded = ended(outerServer);
+  const serverEnd = peerEnd(outerServer);
   outerClient.resetAndDestroy();
 
   const result = await piped;
   assert.equal(result.reason, "client_reset");
   assert.equal(result.bytesFromClient, 5);
-  await serverEnded; // the other side was ended too
+  assert.equal(await serverEnd, "ECONNRESET"); // the reset is passed on, not turned into a clean end
   assert.ok(proxyIn.destroyed && proxyOut.destroyed);
 });
 
@@ -136,22 +137,22 @@ test("a reset from the server ends both sides with reason server_reset", async (
   const piped = pipe(proxyIn, proxyOut);
   outerServer.write("hi");
   await once(outerClient, "data");
-  const clientEnded = ended(outerClient);
+  const clientEnd = peerEnd(outerClient);
   outerServer.resetAndDestroy();
 
   const result = await piped;
   assert.equal(result.reason, "server_reset");
   assert.equal(result.bytesFromServer, 2);
-  await clientEnded;
+  assert.equal(await clientEnd, "ECONNRESET");
 });
 
 test("a socket destroyed under the pipe ends the other side too", async (t) => {
   const { outerClient, proxyIn, proxyOut } = await topology(t);
   const piped = pipe(proxyIn, proxyOut);
-  const clientEnded = ended(outerClient);
+  const clientEnd = peerEnd(outerClient);
   proxyOut.destroy();
   assert.equal((await piped).reason, "server_reset");
-  await clientEnded;
+  assert.equal(await clientEnd, "ECONNRESET");
 });
 
 test("a slow reader holds the writer back: the pipe's buffers stay bounded while 50 MB pass", async (t) => {
@@ -200,9 +201,9 @@ test("no bytes either way for idleTimeoutMs ends both sides with reason idle_tim
   const piped = pipe(proxyIn, proxyOut, { idleTimeoutMs: 40 });
   outerClient.write("ping");
   await once(outerServer, "data");
-  const closed = Promise.all([ended(outerClient), ended(outerServer)]);
+  const closed = Promise.all([peerEnd(outerClient), peerEnd(outerServer)]);
   assert.deepEqual(await piped, { reason: "idle_timeout", bytesFromClient: 4, bytesFromServer: 0 });
-  await closed;
+  assert.deepEqual(await closed, ["FIN", "FIN"]); // nothing was in flight: a clean end
 });
 
 test("aborting ends both sides with the signal's reason when it is a close reason, else 'shutdown'", async (t) => {
@@ -211,10 +212,10 @@ test("aborting ends both sides with the signal's reason when it is a close reaso
     const before = [listenerCounts(proxyIn), listenerCounts(proxyOut)];
     const ac = new AbortController();
     const piped = pipe(proxyIn, proxyOut, { signal: ac.signal, idleTimeoutMs: 60_000 });
-    const closed = Promise.all([ended(outerClient), ended(outerServer)]);
+    const closed = Promise.all([peerEnd(outerClient), peerEnd(outerServer)]);
     ac.abort(abortWith);
     assert.equal((await piped).reason, expected);
-    await closed;
+    assert.deepEqual(await closed, ["ECONNRESET", "ECONNRESET"]); // a cut is a reset both ways
     assert.deepEqual([listenerCounts(proxyIn), listenerCounts(proxyOut)], before);
   }
 });
@@ -276,6 +277,61 @@ test("pipe joins a TLS socket to a unix socket, half-close and all", async (t) =
   assert.equal(result.reason, "done");
   assert.equal(result.bytesFromClient, body.length);
   assert.equal(result.bytesFromServer, got.bytes);
+});
+
+test("a cut TLS connection reaches its TLS peer as a reset, not a clean end, from either side", async (t) => {
+  const ca = await makeCa();
+  const leaf = await ca.issueLeaf({ service: "web" });
+  const dir = mkdtempSync(join(tmpdir(), "pipe-test-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Behind the proxy: a unix socket app (cut() falls back to a plain destroy there) that streams forever.
+  const app = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => {});
+    const chunk = randomBytes(64 * 1024);
+    const more = (): void => {
+      while (!s.destroyed && s.write(chunk));
+    };
+    s.on("drain", more);
+    more();
+  });
+  app.listen(join(dir, "app.sock"));
+  await once(app, "listening");
+  t.after(() => app.close());
+
+  // The accepting side: a TLS server piping to the app, aborted while the app is mid-stream.
+  let ac = new AbortController();
+  let piped: Promise<Awaited<ReturnType<typeof pipe>>> | undefined;
+  const front = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem, allowHalfOpen: true } as tls.TlsOptions, (sock) => {
+    piped = pipe(sock, net.connect({ path: join(dir, "app.sock"), allowHalfOpen: true }), { signal: ac.signal });
+  });
+  front.listen(0, "127.0.0.1");
+  await once(front, "listening");
+  t.after(() => front.close());
+
+  // A TLS client over a net.Socket of its own.
+  const raw = net.connect({ port: (front.address() as net.AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+  const client = tls.connect({ socket: raw, ca: ca.certPem, checkServerIdentity: () => undefined, allowHalfOpen: true } as tls.ConnectionOptions);
+  t.after(() => client.destroy());
+  await once(client, "secureConnect");
+  await once(client, "data"); // bytes are flowing
+  const clientEnd = peerEnd(client);
+  ac.abort("revoked");
+  assert.equal((await piped!).reason, "revoked");
+  assert.equal(await clientEnd, "ECONNRESET");
+
+  // And the other way round: the dialing side cuts, the accepting TLS server sees a reset (no 'end').
+  ac = new AbortController();
+  const serverSaw: string[] = [];
+  front.once("secureConnection", (s: tls.TLSSocket) => {
+    s.on("end", () => serverSaw.push("end")).on("error", (e: NodeJS.ErrnoException) => serverSaw.push(`${e.syscall}:${e.code}`));
+  });
+  // Dialed as the upstream listener dials: tls.connect() making its own TCP socket.
+  const c2 = tls.connect({ port: (front.address() as net.AddressInfo).port, host: "127.0.0.1", ca: ca.certPem, checkServerIdentity: () => undefined });
+  c2.on("error", () => {});
+  await once(c2, "data");
+  cut(c2);
+  assert.equal((await piped!).reason, "client_reset");
+  assert.deepEqual(serverSaw.map((e) => e.replace(/^(read|write):/, "")), ["ECONNRESET"]); // and no 'end' before it
 });
 
 /**

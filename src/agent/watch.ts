@@ -40,6 +40,10 @@ const DEFAULT_MIN_INTERVAL_MS = 500;
 const DEFAULT_BURST = 2;
 const DEFAULT_BACKOFF_INITIAL_MS = 250;
 const DEFAULT_BACKOFF_MAX_MS = 30_000;
+// An agent that does not answer at all (restarting, say) is retried at least this often, whatever
+// the back-off says: a retry costs one refused connect to a local agent, and every second we wait
+// after it is back is a second of a stale leaf, roots or intentions (a leaf may expire meanwhile).
+export const UNREACHABLE_RETRY_MAX_MS = 2_000;
 
 /**
  * Watches one resource: yields the first result, then each changed result; never yields an
@@ -114,7 +118,7 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
       failures += 1;
       agent.onWatchError?.(spec.name, e, failures);
       opts.onError?.(e, failures);
-      if (!(await sleep(backoffDelayMs(failures, backoff, random), signal))) return;
+      if (!(await sleep(retryDelayMs(e, failures, backoff, random), signal))) return;
       continue;
     }
     failures = 0;
@@ -168,6 +172,12 @@ export function createTokenBucket(o: { burst: number; intervalMs: number; now: (
       return tokens >= 0 ? 0 : -tokens * o.intervalMs;
     },
   };
+}
+
+/** How long to wait before retrying after `err`, the `failures`-th failure in a row. */
+export function retryDelayMs(err: AgentError, failures: number, o: { initialMs: number; maxMs: number }, random: () => number): number {
+  const maxMs = err.code === "unreachable" ? Math.min(o.maxMs, UNREACHABLE_RETRY_MAX_MS) : o.maxMs;
+  return backoffDelayMs(failures, maxMs === o.maxMs ? o : { initialMs: o.initialMs, maxMs }, random);
 }
 
 /**

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import type { TestContext } from "node:test";
 import { AgentError, createAgentClient, watch } from "../../src/agent/index.js";
 import type { AgentClient, WatchSpec } from "../../src/agent/index.js";
-import { backoffDelayMs, createTokenBucket } from "../../src/agent/watch.js";
+import { backoffDelayMs, createTokenBucket, retryDelayMs, UNREACHABLE_RETRY_MAX_MS } from "../../src/agent/watch.js";
 import { httpConfig, sendJson, sendText, silentLog, startHttpServer } from "./fixtures.js";
 import type { TestServer } from "./fixtures.js";
 
@@ -290,4 +290,18 @@ test("back-off doubles from the initial step to the cap, with jitter in [step/2,
   assert.equal(backoffDelayMs(8, o, () => 0), 15_000);
   assert.equal(backoffDelayMs(9, o, () => 0), 15_000, "capped at maxMs");
   assert.equal(backoffDelayMs(1000, o, () => 0.5), 22_500);
+});
+
+test("an unreachable agent is retried at least every 2 s however long it was down; other errors back off to the cap", () => {
+  const o = { initialMs: 250, maxMs: 30_000 };
+  const down = new AgentError("unreachable", "GET /v1/agent/connect/ca/leaf/web: agent unreachable: ECONNREFUSED");
+  const denied = new AgentError("acl_denied", "Permission denied", { status: 403 });
+  const top = () => 0.999999; // the longest jitter
+  for (const failures of [1, 3, 5, 8, 20, 1000]) {
+    assert.ok(retryDelayMs(down, failures, o, top) < UNREACHABLE_RETRY_MAX_MS, `failure ${failures}`);
+    assert.equal(retryDelayMs(denied, failures, o, top), backoffDelayMs(failures, o, top));
+  }
+  assert.equal(UNREACHABLE_RETRY_MAX_MS, 2_000);
+  assert.ok(retryDelayMs(denied, 20, o, top) > 29_000, "a 403 still backs off to 30 s");
+  assert.equal(retryDelayMs(down, 2, o, () => 0), 250, "early retries follow the usual back-off");
 });

@@ -323,13 +323,13 @@ async function main(): Promise<void> {
   await schedule;
   running = false;
   await Promise.all([...shortLoops, ...longLoops, bulkLoop]);
+  // RSS is compared idle to idle: start was read with the mesh up and no load; end is read after
+  // 25 s without load (more than two rounds of the sidecars' idle memory release). The figure right
+  // after the load stops is reported too (the working set under load, not a leak).
+  const rssLoaded = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  log("load stopped; 25 s idle before the end RSS");
+  await new Promise((r) => setTimeout(r, 25_000));
   const rssEnd = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
-  if (process.env.SOAK_IDLE_TRACE) {
-    for (let i = 0; i < 12; i++) {
-      await new Promise((r) => setTimeout(r, 5000));
-      log(`idle ${(i + 1) * 5} s: ${sidecars.map((c) => `${c.name} ${rssKiB(c.proc.pid!)}`).join(", ")}`);
-    }
-  }
   const exits = await Promise.all(
     sidecars.map(async (c) => {
       c.proc.kill("SIGTERM");
@@ -352,7 +352,9 @@ async function main(): Promise<void> {
     longLivedPings: tally.longLivedPings,
     longLivedReconnects: tally.longLivedReconnects,
     bulkMiB: Math.round(tally.bulkBytes / 1024 / 1024),
-    rssKiB: Object.fromEntries(sidecars.map((c) => [c.name, { start: rssStart[c.name], end: rssEnd[c.name] }])),
+    rssKiB: Object.fromEntries(
+      sidecars.map((c) => [c.name, { start: rssStart[c.name], whenLoadStopped: rssLoaded[c.name], end: rssEnd[c.name], growth: `${((rssEnd[c.name]! / rssStart[c.name]! - 1) * 100).toFixed(1)}%` }]),
+    ),
     sidecarExitCodes: Object.fromEntries(exits),
   };
   console.log(values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2));

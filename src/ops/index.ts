@@ -6,4 +6,6 @@ export { startAdminServer, formatHostPort } from "./admin-server.js";
 export type { AdminServer, AdminServerOptions, AdminServerDeps } from "./admin-server.js";
 export { describeReadiness } from "./status.js";
 export type { Readiness, ReadinessWait, SidecarStatus } from "./status.js";
+export { startIdleMemoryRelease, shouldRelease } from "./idle-memory-release.js";
+export type { IdleMemoryRelease, IdleMemoryReleaseOptions } from "./idle-memory-release.js";
 export { applyProxyRuntimeFlags, missingRuntimeFlags, PROXY_NODE_FLAGS, RUNTIME_FLAGS_ENV } from "./runtime-flags.js";

@@ -9,7 +9,8 @@
 // anything heavy. That works however the CLI was started: `npx connect-sidecar`, `node dist/src/cli.js`,
 // the demo's and tests' child processes. Flags the user gave (execArgv or NODE_OPTIONS) win.
 /** Node flags a `proxy` process runs with (each skipped when the user set that flag). */
-export const PROXY_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=2"];
+// --expose-gc: for the idle memory release (idle-memory-release.ts); no code but ours runs here.
+export const PROXY_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=2", "--expose-gc"];
 
 /** Setting CONNECT_SIDECAR_NODE_FLAGS=off keeps Node's own heap sizing (no re-exec). */
 export const RUNTIME_FLAGS_ENV = "CONNECT_SIDECAR_NODE_FLAGS";

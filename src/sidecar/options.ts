@@ -35,6 +35,8 @@ export interface SidecarOptions {
   idleTimeoutMs: number | undefined;
   /** Run the production checklist (doctor) on itself when ready and at this period; undefined or 0: off. */
   checklistIntervalMs?: number | undefined;
+  /** Process-wide, read by the CLI: release V8's pooled pages when quiet (src/ops/idle-memory-release.ts). */
+  idleMemoryRelease?: boolean | undefined;
 }
 
 export interface SidecarDeps {

@@ -1,0 +1,30 @@
+// Run by idle-memory-release.test.ts as `node --expose-gc --max-semi-space-size=2 <this> <mode>`:
+// churns ~150 MB of short-lived objects (freed, but V8 keeps their pages pooled), then either stays
+// quiet ("quiet") or keeps the event loop busy ("busy") while the release loop runs every 200 ms.
+// Prints one JSON line: RSS after the churn, RSS at the end, and the release log lines.
+import { createLogger } from "../../src/ops/index.js";
+import { startIdleMemoryRelease } from "../../src/ops/idle-memory-release.js";
+
+const mode = process.argv[2];
+const lines: unknown[] = [];
+const log = createLogger({ level: "debug", json: true, destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
+const release = startIdleMemoryRelease(log, { intervalMs: 200, growthBytes: 32 * 1024 * 1024 });
+
+let keep: object[] = [];
+for (let round = 0; round < 60; round++) {
+  for (let i = 0; i < 20_000; i++) keep.push({ a: new Array(16).fill(i), s: `x${i}`, b: { c: i } });
+  if (keep.length > 40_000) keep = keep.slice(-20_000);
+}
+keep = [];
+const rssAfterChurn = process.memoryUsage.rss();
+
+const until = Date.now() + 1_500;
+if (mode === "busy") {
+  // Busy without allocating much: the event loop never idles for the whole window.
+  while (Date.now() < until) for (let i = 0; i < 1e5; i++) Math.sqrt(i);
+  await new Promise((r) => setTimeout(r, 50)); // let the interval's last tick run
+} else {
+  await new Promise((r) => setTimeout(r, until - Date.now()));
+}
+release?.close();
+process.stdout.write(`${JSON.stringify({ started: release !== undefined, rssAfterChurn, rssEnd: process.memoryUsage.rss(), lines })}\n`);

@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { test } from "node:test";
+import { shouldRelease } from "../../src/ops/index.js";
+
+const CHILD = fileURLToPath(new URL("./idle-memory-release.child.js", import.meta.url));
+const MiB = 1024 * 1024;
+
+interface ChildReport {
+  started: boolean;
+  rssAfterChurn: number;
+  rssEnd: number;
+  lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
+}
+
+async function runChild(flags: string[], mode: "quiet" | "busy"): Promise<ChildReport> {
+  const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
+  return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
+}
+
+test("release decision: only when quiet and grown past the floor by the threshold", () => {
+  const o = { intervalMs: 10_000, growthBytes: 16 * MiB, maxUtilization: 0.05 };
+  assert.equal(shouldRelease({ utilization: 0.01, rssBytes: 150 * MiB, floorBytes: 100 * MiB }, o), true);
+  assert.equal(shouldRelease({ utilization: 0.5, rssBytes: 150 * MiB, floorBytes: 100 * MiB }, o), false, "busy");
+  assert.equal(shouldRelease({ utilization: 0.01, rssBytes: 110 * MiB, floorBytes: 100 * MiB }, o), false, "not grown enough");
+});
+
+test("after a burst of garbage, a quiet process gives V8's pooled pages back to the OS", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "quiet");
+  assert.equal(r.started, true);
+  const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
+  assert.equal(released.length, 1, JSON.stringify(r.lines));
+  // The churn leaves ~100 MB of freed V8 pages resident; the release returns most of them.
+  assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
+  assert.ok(released[0]!.rssAfterMiB! < released[0]!.rssBeforeMiB!);
+});
+
+test("a busy process is not paused for a release, and without --expose-gc the release is off", async () => {
+  const busy = await runChild(["--expose-gc", "--max-semi-space-size=2"], "busy");
+  assert.equal(busy.started, true);
+  assert.deepEqual(busy.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+  const off = await runChild([], "quiet");
+  assert.equal(off.started, false);
+  assert.deepEqual(off.lines.map((l) => l.msg), ["idle memory release is off: node runs without --expose-gc"]);
+});

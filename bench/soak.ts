@@ -3,7 +3,8 @@
 // api; api: server side with an echo app), mixed traffic through web's upstream (short requests,
 // long-lived connections, bulk), a forced root rotation, an intention flip allow → deny → allow, and
 // an agent outage (the sidecars' agent link cut and restored). Reports requests, failures by cause,
-// connections admitted that should have been denied (must be 0), and each sidecar's RSS.
+// connections admitted that should have been denied (must be 0), and each sidecar's RSS: at boot, at
+// the start (idle, after a warm-up that runs every path once), when the load stops, and at the end (idle).
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
@@ -35,7 +36,7 @@ if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${
 const durationMs = minutes * 60_000;
 const DENY_GRACE_MS = 2000; // a deny takes effect via the intention watch; requests begun in this window are "transition"
 
-type Phase = "steady" | "rotation" | "deny_transition" | "deny" | "allow_transition" | "agent_cut" | "agent_restore";
+type Phase = "warmup" | "steady" | "rotation" | "deny_transition" | "deny" | "allow_transition" | "agent_cut" | "agent_restore";
 
 interface Tally {
   sent: number;
@@ -49,8 +50,11 @@ interface Tally {
 }
 
 const tally: Tally = { sent: 0, ok: 0, failures: {}, deliberateDenyRefused: 0, admittedWhileDenied: 0, longLivedPings: 0, longLivedReconnects: 0, bulkBytes: 0 };
-let phase: Phase = "steady";
-const DENY_PHASES: ReadonlySet<Phase> = new Set(["deny_transition", "deny"]);
+let phase: Phase = "warmup";
+// The phases around a deliberate deny: the deny itself, and the grace after each intention change
+// while the sidecars learn of it (a request in the first milliseconds after the allow can still be
+// refused). The warm-up has a deny flip of its own and is not counted at all.
+const DENY_PHASES: ReadonlySet<Phase> = new Set(["warmup", "deny_transition", "deny", "allow_transition"]);
 /**
  * True when a failure of something that began in phase `began` is the deliberate deny's doing: it
  * began in a deny phase (refused, or admitted in the instant before the allow and cut), or a deny
@@ -201,18 +205,28 @@ async function main(): Promise<void> {
     if (i > 100) throw new Error("the mesh never carried a request");
     await new Promise((r) => setTimeout(r, 200));
   }
-  const rssStart = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
-  const startedAt = Date.now();
-  const endAt = startedAt + durationMs;
+  const rssBoot = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  let rssStart: Record<string, number> = rssBoot;
+  let startedAt = Date.now();
+  let endAt = startedAt + durationMs;
   let running = true;
+  // While paused, every loop waits at its next step (long-lived connections stay open, idle).
+  let paused = false;
+  let resume = (): void => undefined;
+  let resumed = Promise.resolve();
+  const gate = async (): Promise<void> => {
+    while (paused) await resumed;
+  };
   const log = (msg: string): void => console.error(`[soak +${((Date.now() - startedAt) / 1000).toFixed(1)}s] ${msg}`);
 
   // Short requests: 4 loops.
   const shortLoops = Array.from({ length: 4 }, async () => {
     while (running) {
+      await gate();
       const p = phase;
-      tally.sent++;
       const r = await shortRequest(upstreamPort);
+      if (p === "warmup" || phase === "warmup") continue;
+      tally.sent++;
       if (r === "ok") {
         tally.ok++;
         // Admitted while denied only if the deny held for the whole request: one that began in the last
@@ -231,6 +245,7 @@ async function main(): Promise<void> {
       try {
         await once(s, "connect");
         while (running && !s.destroyed) {
+          await gate();
           const byte = randomBytes(8);
           const got = new Promise<boolean>((resolve) => {
             const settle = (ok: boolean): void => {
@@ -245,7 +260,7 @@ async function main(): Promise<void> {
           });
           s.write(byte);
           if (!(await got)) break;
-          tally.longLivedPings++;
+          if (phase !== "warmup") tally.longLivedPings++;
           await new Promise((r) => setTimeout(r, 500));
         }
       } catch {
@@ -253,7 +268,7 @@ async function main(): Promise<void> {
       }
       s.destroy();
       if (running) {
-        tally.longLivedReconnects++;
+        if (phase !== "warmup") tally.longLivedReconnects++;
         if (!denyCovers(opened)) fail(phase, "long_lived_cut");
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -263,6 +278,7 @@ async function main(): Promise<void> {
   const bulkLoop = (async () => {
     const blob = randomBytes(8 * 1024 * 1024);
     while (running) {
+      await gate();
       const p = phase;
       const r = await new Promise<string>((resolve) => {
         let n = 0;
@@ -273,7 +289,7 @@ async function main(): Promise<void> {
         s.on("end", () => (clearTimeout(timer), s.end(), resolve(n === blob.length ? "ok" : "bulk_short")));
         s.on("connect", () => s.end(blob));
       });
-      if (r === "ok") tally.bulkBytes += blob.length;
+      if (r === "ok" && p !== "warmup") tally.bulkBytes += blob.length;
       // A transfer that began before the deny and was revoked mid-echo is the deny's doing, not a failure.
       else if (!denyCovers(p)) fail(p, r);
       await new Promise((r2) => setTimeout(r2, 1000));
@@ -282,7 +298,29 @@ async function main(): Promise<void> {
 
   // The schedule of disturbances, as fractions of the run.
   const at = (f: number) => new Promise((r) => setTimeout(r, Math.max(0, startedAt + f * durationMs - Date.now())));
+  // Warm-up, not counted: every path once (short, long-lived and bulk traffic, a deny and an allow),
+  // so that the code V8 compiles for them and the allocators' pools are part of the baseline; then
+  // the load pauses and the start RSS is read idle, as the end RSS is. The RSS at boot is reported too.
+  const warmup = (async () => {
+    log("warm-up: 15 s of traffic, a 3 s deny, 7 s of traffic");
+    await new Promise((r) => setTimeout(r, 15_000));
+    await setIntention("deny");
+    await new Promise((r) => setTimeout(r, 3_000));
+    await setIntention("allow");
+    await new Promise((r) => setTimeout(r, 7_000));
+    resumed = new Promise<void>((r) => (resume = r));
+    paused = true;
+    log("warm-up done; 25 s idle before the start RSS");
+    await new Promise((r) => setTimeout(r, 25_000));
+    rssStart = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+    phase = "steady";
+    startedAt = Date.now();
+    endAt = startedAt + durationMs;
+    paused = false;
+    resume();
+  })();
   const schedule = (async () => {
+    await warmup;
     await at(0.2);
     phase = "rotation";
     log("root rotation (ForceRotate, LeafReissueWindow 5s)");
@@ -319,13 +357,20 @@ async function main(): Promise<void> {
     phase = "steady";
   })();
 
+  await warmup;
+  // RSS once a minute of the measured run, to tell a plateau from a climb.
+  const rssByMinute: Record<string, number[]> = Object.fromEntries(sidecars.map((c) => [c.name, []]));
+  const sampler = setInterval(() => {
+    for (const c of sidecars) rssByMinute[c.name]!.push(rssKiB(c.proc.pid!));
+  }, 60_000);
   await new Promise((r) => setTimeout(r, Math.max(0, endAt - Date.now())));
+  clearInterval(sampler);
   await schedule;
   running = false;
   await Promise.all([...shortLoops, ...longLoops, bulkLoop]);
-  // RSS is compared idle to idle: start was read with the mesh up and no load; end is read after
-  // 25 s without load (more than two rounds of the sidecars' idle memory release). The figure right
-  // after the load stops is reported too (the working set under load, not a leak).
+  // RSS is compared idle to idle: start was read 25 s after the warm-up's load paused; end is read
+  // 25 s after the load stops (more than two rounds of the sidecars' idle memory release). The figure
+  // right after the load stops is reported too (the working set under load, not a leak).
   const rssLoaded = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
   log("load stopped; 25 s idle before the end RSS");
   await new Promise((r) => setTimeout(r, 25_000));
@@ -353,8 +398,9 @@ async function main(): Promise<void> {
     longLivedReconnects: tally.longLivedReconnects,
     bulkMiB: Math.round(tally.bulkBytes / 1024 / 1024),
     rssKiB: Object.fromEntries(
-      sidecars.map((c) => [c.name, { start: rssStart[c.name], whenLoadStopped: rssLoaded[c.name], end: rssEnd[c.name], growth: `${((rssEnd[c.name]! / rssStart[c.name]! - 1) * 100).toFixed(1)}%` }]),
+      sidecars.map((c) => [c.name, { boot: rssBoot[c.name], start: rssStart[c.name], whenLoadStopped: rssLoaded[c.name], end: rssEnd[c.name], growth: `${((rssEnd[c.name]! / rssStart[c.name]! - 1) * 100).toFixed(1)}%` }]),
     ),
+    rssKiBByMinute: rssByMinute,
     sidecarExitCodes: Object.fromEntries(exits),
   };
   console.log(values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2));

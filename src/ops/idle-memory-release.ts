@@ -13,7 +13,7 @@ type ExposedGc = (opts: { type: "major"; execution: "sync"; flavor: "last-resort
 export interface IdleMemoryReleaseOptions {
   /** How often to look. Default 10 s. */
   intervalMs?: number;
-  /** Release only when RSS grew by this much since the last release (or start). Default 16 MiB. */
+  /** Release only when RSS grew by this much since the last release (or start). Default 8 MiB. */
   growthBytes?: number;
   /** "Quiet": the event loop was busy less than this fraction of the interval. Default 0.05. */
   maxUtilization?: number;
@@ -42,7 +42,7 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
   }
   const o: Required<IdleMemoryReleaseOptions> = {
     intervalMs: options.intervalMs ?? 10_000,
-    growthBytes: options.growthBytes ?? 16 * MiB,
+    growthBytes: options.growthBytes ?? 8 * MiB,
     maxUtilization: options.maxUtilization ?? 0.05,
   };
   let floorBytes = process.memoryUsage.rss();

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../src/agent/index.js";
 import { startDevAgent } from "../src/dev-agent/index.js";
-import { ephemeralPort as freePort } from "../src/net/index.js";
+import { pickFreePort as freePort } from "../src/net/index.js";
 
 const { values } = parseArgs({
   options: {

@@ -10,7 +10,7 @@ import { startDevAgent, type DevAgent } from "../dev-agent/index.js";
 import type { Logger } from "../ops/index.js";
 import { startApiApp, startWebApp, type DemoApp } from "./apps.js";
 import { spawnSidecar, type SidecarProcess } from "./sidecar-process.js";
-import { ephemeralPort as freePort } from "../net/index.js";
+import { pickFreePort as freePort } from "../net/index.js";
 
 export interface DemoOptions {
   /** The dev agent's address; default 127.0.0.1:8500 when free, else 127.0.0.1:0. */

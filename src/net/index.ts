@@ -6,4 +6,4 @@ export { parseHostPort, isLoopbackHost } from "./address.js";
 export { connectDirect, cut, pipe } from "./pipe.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";
-export { canBind, ephemeralPort, findFreePort } from "./free-port.js";
+export { canBind, pickFreePort, findFreePort } from "./free-port.js";

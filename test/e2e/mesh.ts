@@ -10,7 +10,7 @@ import { createAgentClient, registerService, resolveAgentConfig, type AgentClien
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { createLogger, createMetrics, type Metrics } from "../../src/ops/index.js";
 import { runSidecar, type Sidecar, type SidecarOptions, type ProxySource } from "../../src/sidecar/index.js";
-import { ephemeralPort, ephemeralPort as freePort } from "../../src/net/index.js";
+import { pickFreePort, pickFreePort as freePort } from "../../src/net/index.js";
 
 export interface Mesh {
   agent: DevAgent;
@@ -79,7 +79,7 @@ export async function startEchoApp(t: TestContext): Promise<EchoApp> {
 }
 
 /** A port the OS just gave us (bound and released). */
-export { ephemeralPort as freePort };
+export { pickFreePort as freePort };
 
 export interface AppRegistration {
   name: string;

@@ -2,19 +2,19 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { getAgentService, createAgentClient, resolveAgentConfig, AgentError } from "../../src/agent/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
-import { ephemeralPort } from "../../src/net/index.js";
+import { pickFreePort } from "../../src/net/index.js";
 import { startCli } from "./child.js";
 import { quietLogger, startEchoApp } from "./mesh.js";
 
 test("self-registration survives a dev-agent restart: the proxy service comes back within the heartbeat interval", async (t) => {
-  const port = await ephemeralPort();
+  const port = await pickFreePort();
   const addr = `127.0.0.1:${port}`;
   const base = 30_000 + Math.floor(Math.random() * 2_500);
   const agentOpts = { httpAddr: addr, sidecarMinPort: base, sidecarMaxPort: base + 50 };
   let agent = await startDevAgent(agentOpts);
   t.after(() => agent.stop());
   const app = await startEchoApp(t);
-  const listen = await ephemeralPort();
+  const listen = await pickFreePort();
   const child = startCli(["proxy", "-service", "web", "-service-addr", `127.0.0.1:${app.port}`, "-listen", `127.0.0.1:${listen}`,
     "-register", "-http-addr", addr, "-log-json"]);
   t.after(async () => {

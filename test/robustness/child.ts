@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
-import { ephemeralPort, ephemeralPort as freePort } from "../../src/net/index.js";
+import { pickFreePort, pickFreePort as freePort } from "../../src/net/index.js";
 
 export const CLI = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
 const CLK_TCK = 100; // Linux USER_HZ
@@ -104,7 +104,7 @@ export function spawnProxy(t: TestContext, args: string[], opts: { ulimitFiles?:
 }
 
 /** A port the OS just gave us (bound and released). */
-export { ephemeralPort as freePort };
+export { pickFreePort as freePort };
 
 /** GET an admin path; resolves with status and body, or status 0 when nothing answers. */
 export async function adminGet(port: number, path: string): Promise<{ status: number; body: string }> {

@@ -177,7 +177,7 @@ export function createTokenBucket(o: { burst: number; intervalMs: number; now: (
 /** How long to wait before retrying after `err`, the `failures`-th failure in a row. */
 export function retryDelayMs(err: AgentError, failures: number, o: { initialMs: number; maxMs: number }, random: () => number): number {
   const maxMs = err.code === "unreachable" ? Math.min(o.maxMs, UNREACHABLE_RETRY_MAX_MS) : o.maxMs;
-  return backoffDelayMs(failures, maxMs === o.maxMs ? o : { initialMs: o.initialMs, maxMs }, random);
+  return backoffDelayMs(failures, { initialMs: o.initialMs, maxMs }, random);
 }
 
 /**

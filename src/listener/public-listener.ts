@@ -99,7 +99,20 @@ const REJECT_REASONS: ReadonlySet<string> = new Set<string>([
 ]);
 
 const ignore = (): void => {};
+
 const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
+
+// Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the
+// handshake's last flight and Node writes them after 'secureConnection' returns; a destroy in that
+// same turn drops them. A refused peer retries (clients do, all through a deny), and without a
+// ticket every retry is a full handshake: two signatures, a chain verification, and on Node 24 the
+// peer's certificates are never freed (bench/micro/peer-cert-retention.bench.ts). A resumed session
+// is identified and authorized like any other, so the ticket admits nothing.
+const TICKETED_REFUSALS: ReadonlySet<string> = new Set<string>(["denied", "authz_unavailable"]);
+function closeRefused(tls: TLSSocket, raw: Socket): void {
+  tls.destroy();
+  raw.destroy();
+}
 
 /**
  * Starts the public mTLS listener once the cert store has material, bound to `opts.bind`. Each
@@ -232,9 +245,12 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     clearTimeout(c.deadline);
     handshaking.delete(c.raw);
     untrack(c);
-    c.tls?.destroy();
-    c.app?.destroy();
-    c.raw.destroy();
+    if (c.tls !== undefined && c.app === undefined && TICKETED_REFUSALS.has(reason)) setImmediate(closeRefused, c.tls, c.raw);
+    else {
+      c.tls?.destroy();
+      c.app?.destroy();
+      c.raw.destroy();
+    }
     conns.delete(c);
     // One synchronous block, so a scrape always sees accepted = closed + active.
     active.dec();

@@ -458,6 +458,28 @@ test("a TLS 1.3 session resumes with a ticket and is still identified and author
   await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "done" && l.source === creds.uri).length === 2);
 });
 
+test("a denied peer still gets a session ticket, so its retries resume instead of repeating the full handshake", async (t) => {
+  const s = await setup(t, { cachedAuthz: true });
+  const creds = await s.client();
+  s.authz.verdicts.set(creds.uri, "denied");
+  const opts = { host: "127.0.0.1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, checkServerIdentity: () => undefined };
+  const first = tlsConnect(opts);
+  first.on("error", () => {});
+  let session: Buffer | undefined;
+  first.on("session", (b: Buffer) => void (session = b));
+  await closedWith(s.cap, "denied");
+  await closed(first);
+  assert.ok(session, "the refused connection delivered a session ticket before closing");
+  const second = tlsConnect({ ...opts, session });
+  second.on("error", () => {});
+  await once(second, "secureConnect");
+  assert.equal(second.isSessionReused(), true, "the retry resumed");
+  await closed(second);
+  await s.cap.next(() => s.cap.closed().filter((l) => l.reason === "denied").length === 2);
+  assert.equal(await metricValue(s.metrics.connectionsRejected, { listener: "public", reason: "denied" }), 2, "the resumed retry is denied too");
+  assert.equal(s.app.accepts, 0);
+});
+
 test("a default Node client gets X25519 (server preference), and an ML-KEM-only client still connects", async (t) => {
   const s = await setup(t, { cachedAuthz: true });
   const creds = await s.client();

@@ -105,9 +105,9 @@ const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 // Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the
 // handshake's last flight and Node writes them after 'secureConnection' returns; a destroy in that
 // same turn drops them. A refused peer retries (clients do, all through a deny), and without a
-// ticket every retry is a full handshake: two signatures, a chain verification, and on Node 24 the
-// peer's certificates are never freed (bench/micro/peer-cert-retention.bench.ts). A resumed session
-// is identified and authorized like any other, so the ticket admits nothing.
+// ticket every retry is a full handshake: two signatures, a chain verification, and ~10 KB that
+// Node never frees once the peer certificate was read (bench/micro/peer-cert-retention.bench.ts). A
+// resumed session is identified and authorized like any other, so the ticket admits nothing.
 const TICKETED_REFUSALS: ReadonlySet<string> = new Set<string>(["denied", "authz_unavailable"]);
 function closeRefused(tls: TLSSocket, raw: Socket): void {
   tls.destroy();

@@ -99,7 +99,6 @@ const REJECT_REASONS: ReadonlySet<string> = new Set<string>([
 ]);
 
 const ignore = (): void => {};
-
 const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 
 // Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the

@@ -107,6 +107,7 @@ const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 // ticket every retry is a full handshake: two signatures, a chain verification, and ~10 KB that
 // Node never frees once the peer certificate was read (bench/micro/peer-cert-retention.bench.ts). A
 // resumed session is identified and authorized like any other, so the ticket admits nothing.
+// Both come before the app is dialled, so there is no app socket to close with them.
 const TICKETED_REFUSALS: ReadonlySet<string> = new Set<string>(["denied", "authz_unavailable"]);
 function closeRefused(tls: TLSSocket, raw: Socket): void {
   tls.destroy();
@@ -244,7 +245,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     clearTimeout(c.deadline);
     handshaking.delete(c.raw);
     untrack(c);
-    if (c.tls !== undefined && c.app === undefined && TICKETED_REFUSALS.has(reason)) setImmediate(closeRefused, c.tls, c.raw);
+    if (c.tls !== undefined && TICKETED_REFUSALS.has(reason)) setImmediate(closeRefused, c.tls, c.raw);
     else {
       c.tls?.destroy();
       c.app?.destroy();

@@ -10,7 +10,7 @@ import { createAgentClient, registerService, resolveAgentConfig, type AgentClien
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { createLogger, createMetrics, type Metrics } from "../../src/ops/index.js";
 import { runSidecar, type Sidecar, type SidecarOptions, type ProxySource } from "../../src/sidecar/index.js";
-import { pickFreePort, pickFreePort as freePort } from "../../src/net/index.js";
+import { pickFreePort as freePort } from "../../src/net/index.js";
 
 export interface Mesh {
   agent: DevAgent;
@@ -78,8 +78,8 @@ export async function startEchoApp(t: TestContext): Promise<EchoApp> {
   return { port, server, close };
 }
 
-/** A port the OS just gave us (bound and released). */
-export { pickFreePort as freePort };
+/** A port free now, to bind a moment later (pickFreePort: below the ephemeral range). */
+export { freePort };
 
 export interface AppRegistration {
   name: string;

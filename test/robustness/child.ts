@@ -6,7 +6,6 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
-import { pickFreePort, pickFreePort as freePort } from "../../src/net/index.js";
 
 export const CLI = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
 const CLK_TCK = 100; // Linux USER_HZ
@@ -103,8 +102,8 @@ export function spawnProxy(t: TestContext, args: string[], opts: { ulimitFiles?:
   };
 }
 
-/** A port the OS just gave us (bound and released). */
-export { pickFreePort as freePort };
+/** A port free now, to bind a moment later (pickFreePort: below the ephemeral range). */
+export { pickFreePort as freePort } from "../../src/net/index.js";
 
 /** GET an admin path; resolves with status and body, or status 0 when nothing answers. */
 export async function adminGet(port: number, path: string): Promise<{ status: number; body: string }> {

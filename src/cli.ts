@@ -104,7 +104,7 @@ function proxyOptions<T>(y: Argv<T>) {
     .option("max-conns", { type: "string", describe: "limit of concurrent inbound connections" })
     .option("checklist-interval", { type: "string", default: "10m", describe: "run the production checklist (doctor) on itself at ready and this often; 0 turns it off" })
     .option("idle-timeout", { type: "string", describe: "close connections idle this long (e.g. 1h); default none" })
-    .option("idle-memory-release", { type: "boolean", default: true, describe: "when quiet after a busy spell, give the memory V8 pooled back to the OS (one full GC, 10-40 ms)" });
+    .option("idle-memory-release", { type: "boolean", default: true, describe: "when quiet after a busy spell, give the memory V8 pooled back to the OS (one full GC, 10-100 ms pause)" });
 }
 
 function devAgentOptions<T>(y: Argv<T>) {

@@ -2,7 +2,7 @@
 // freed in a pool for reuse and does not return them on its own: after a soak's load stopped, a
 // sidecar's heap was 33 MB but 64 MB of V8 pages stayed resident, idle, for good. A "last-resort"
 // full GC (what V8 does under memory pressure) releases that pool; it stops the event loop for
-// 10–40 ms, so it runs only when the process is quiet and has grown since the last release.
+// 10–100 ms (70–90 ms in the soak), so it runs only when the process is quiet and has grown since the last release.
 // (Envoy's overload manager has the same idea: shrink_heap releases tcmalloc's free pages.)
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import type { Logger } from "./logger.js";

@@ -205,7 +205,8 @@ async function main(): Promise<void> {
     if (i > 100) throw new Error("the mesh never carried a request");
     await new Promise((r) => setTimeout(r, 200));
   }
-  const rssBoot = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const rssNow = (): Record<string, number> => Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const rssBoot = rssNow();
   let rssStart: Record<string, number> = rssBoot;
   let startedAt = Date.now();
   let endAt = startedAt + durationMs;
@@ -312,7 +313,7 @@ async function main(): Promise<void> {
     paused = true;
     log("warm-up done; 25 s idle before the start RSS");
     await new Promise((r) => setTimeout(r, 25_000));
-    rssStart = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+    rssStart = rssNow();
     phase = "steady";
     startedAt = Date.now();
     endAt = startedAt + durationMs;
@@ -371,10 +372,10 @@ async function main(): Promise<void> {
   // RSS is compared idle to idle: start was read 25 s after the warm-up's load paused; end is read
   // 25 s after the load stops (more than two rounds of the sidecars' idle memory release). The figure
   // right after the load stops is reported too (the working set under load, not a leak).
-  const rssLoaded = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const rssLoaded = rssNow();
   log("load stopped; 25 s idle before the end RSS");
   await new Promise((r) => setTimeout(r, 25_000));
-  const rssEnd = Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const rssEnd = rssNow();
   const exits = await Promise.all(
     sidecars.map(async (c) => {
       c.proc.kill("SIGTERM");

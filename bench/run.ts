@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { ProcessGroup, type ChildHandle } from "./harness/children.js";
 import { emptyRound, PATH_IDS, PATH_LABELS, summarizePath, type PathId, type RoundFigures } from "./harness/figures.js";
 import { startHaproxyPair, type HaproxyPair } from "./harness/haproxy.js";
-import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, rssKiB, sampleBusyPct } from "./harness/machine.js";
+import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, sampleBusyPct } from "./harness/machine.js";
 import {
   measureBulk,
   measureClosed,
@@ -29,6 +29,7 @@ import {
 import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "./harness/mesh.js";
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
 import { ensureTools } from "./harness/tools.js";
+import { rssKiB } from "./harness/usage.js";
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;

@@ -83,16 +83,6 @@ export function pinSelf(cpusList: string | undefined): boolean {
   }
 }
 
-/** Resident set size of a process in KiB (Linux /proc), or undefined when it cannot be read. */
-export function rssKiB(pid: number): number | undefined {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function cpuTimes(): { total: number; idle: number } | undefined {
   try {
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;

@@ -6,9 +6,10 @@ import type { RoundFigures } from "./figures.js";
 import { Histogram } from "./histogram.js";
 import type { Target } from "./http-conn.js";
 import type { BulkResult, ClosedResult, LoadgenJob, OpenResult, RateResult } from "./loadgen.js";
-import { rssKiB, type Pinning } from "./machine.js";
+import type { Pinning } from "./machine.js";
 import type { Tools } from "./tools.js";
 import type { PathId } from "./figures.js";
+import { rssKiB } from "./usage.js";
 import { runWrk } from "./wrk.js";
 
 export interface Settings {

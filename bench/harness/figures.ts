@@ -23,6 +23,15 @@ export interface RoundFigures {
   bulkDownMBps: number | null;
   bulkUpMBps: number | null;
   /**
+   * CPU (user + system, every thread) of the path's two proxy processes, summed, per request
+   * answered, in µs: read right before and right after the closed loop and each keep-alive run.
+   */
+  cpuClosedUsPerReq: number | null;
+  cpuRps16UsPerReq: number | null;
+  cpuRps64UsPerReq: number | null;
+  /** The readings behind the CPU figures: ns on CPU, requests answered, where the ns came from. */
+  cpu: Partial<Record<CpuRun, { ns: number; requests: number; source: "schedstat" | "stat" }>>;
+  /**
    * Sum over the path's two proxy processes (client side + server side). The idle-connection
    * figures are taken once, in round 1 before any load, on fresh processes: after load, allocator
    * pools and grown heaps would absorb new connections and hide their cost.
@@ -49,12 +58,18 @@ export function emptyRound(): RoundFigures {
     closedP50Us: null, closedP99Us: null, closedP999Us: null,
     openP50Us: null, openP90Us: null, openP99Us: null,
     rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
+    cpuClosedUsPerReq: null, cpuRps16UsPerReq: null, cpuRps64UsPerReq: null, cpu: {},
     rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
     rssAfterRoundKiB: null, notes: [], closed: null, open: null,
   };
 }
 
-type RawKey = Exclude<keyof RoundFigures, "notes" | "open" | "closed">;
+/** The runs CPU per request is read around, and the figure each one gives. */
+export const CPU_FIGURE = { closed: "cpuClosedUsPerReq", rps16: "cpuRps16UsPerReq", rps64: "cpuRps64UsPerReq" } as const;
+export type CpuRun = keyof typeof CPU_FIGURE;
+
+/** The figures of a round: its fields that hold a number (or null), not the details beside them. */
+type RawKey = { [K in keyof RoundFigures]: RoundFigures[K] extends number | null ? K : never }[keyof RoundFigures];
 const ADDED_OF = {
   closedAddedP50Us: "closedP50Us",
   closedAddedP99Us: "closedP99Us",
@@ -103,6 +118,17 @@ export const TABLES: Array<{ title: string; note: string; metrics: MetricDef[] }
       { key: "newConnsPerS", label: "new conns/s @16", unit: "conn/s", better: "higher", digits: 0 },
       { key: "bulkDownMBps", label: "bulk down MB/s", unit: "MB/s", better: "higher", digits: 0 },
       { key: "bulkUpMBps", label: "bulk up MB/s", unit: "MB/s", better: "higher", digits: 0 },
+    ],
+  },
+  {
+    title: "CPU per request (both proxy processes of the path, summed)",
+    note:
+      "µs of CPU (user + system, every thread: /proc/<pid>/task/*/schedstat) per request answered, read right before and right after the run: " +
+      "the closed loop (1 connection) and the keep-alive runs @16 and @64 of the throughput table.",
+    metrics: [
+      { key: "cpuClosedUsPerReq", label: "µs/req closed loop @1", unit: "µs", better: "lower", digits: 1 },
+      { key: "cpuRps16UsPerReq", label: "µs/req keep-alive @16", unit: "µs", better: "lower", digits: 1 },
+      { key: "cpuRps64UsPerReq", label: "µs/req keep-alive @64", unit: "µs", better: "lower", digits: 1 },
     ],
   },
   {

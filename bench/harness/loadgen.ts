@@ -18,7 +18,11 @@ export type LoadgenJob =
   | { mode: "bulk"; target: Target; direction: "down" | "up"; bytes: number }
   | { mode: "idle"; target: Target; path: string; conns: number };
 
-export interface ClosedResult { mode: "closed"; hist: HistogramJson; errors: number }
+/**
+ * `answered`: every request answered, the warm-up's too (what the proxies' CPU was spent on, the
+ * divisor of CPU per request); the other counts and the histogram leave the warm-up out.
+ */
+export interface ClosedResult { mode: "closed"; hist: HistogramJson; errors: number; answered: number }
 export interface OpenResult {
   mode: "open"; hist: HistogramJson; errors: number; sent: number; completed: number; incomplete: number;
   /** How late the generator itself sent (intended → written), p50 / p99 in ns. */
@@ -26,7 +30,7 @@ export interface OpenResult {
   /** False when the generator could not keep its own schedule: then the latencies are not reported. */
   held: boolean; reason: string | undefined;
 }
-export interface RateResult { mode: "rate" | "connrate"; perSecond: number; completed: number; errors: number; seconds: number }
+export interface RateResult { mode: "rate" | "connrate"; perSecond: number; completed: number; errors: number; seconds: number; answered: number }
 export interface BulkResult { mode: "bulk"; direction: "down" | "up"; bytes: number; seconds: number; mbPerSecond: number }
 export type LoadgenResult = ClosedResult | OpenResult | RateResult | BulkResult;
 
@@ -42,6 +46,7 @@ async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise
   const req = requestBytes(job.path);
   const hist = new Histogram();
   let errors = 0;
+  let answered = 0;
   const warmEnd = nowNs() + BigInt(job.warmupMs * 1e6);
   const end = warmEnd + BigInt(job.durationMs * 1e6);
   await new Promise<void>((resolve) => {
@@ -51,6 +56,7 @@ async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise
       if (conn.closed) return void reconnect();
       conn.send(req, (ok) => {
         const t1 = nowNs();
+        if (ok) answered++;
         if (t0 >= warmEnd) {
           if (ok) hist.record(Number(t1 - t0));
           else errors++;
@@ -76,7 +82,7 @@ async function closedLoop(job: Extract<LoadgenJob, { mode: "closed" }>): Promise
     next();
   });
   conn.close();
-  return { mode: "closed", hist: hist.toJSON(), errors };
+  return { mode: "closed", hist: hist.toJSON(), errors, answered };
 }
 
 async function openLoop(job: Extract<LoadgenJob, { mode: "open" }>): Promise<OpenResult> {
@@ -178,6 +184,7 @@ async function keepAliveRate(job: Extract<LoadgenJob, { mode: "rate" }>): Promis
   const end = warmEnd + BigInt(job.durationMs * 1e6);
   let completed = 0;
   let errors = 0;
+  let answered = 0;
   await Promise.all(
     conns.map(
       (conn) =>
@@ -185,6 +192,7 @@ async function keepAliveRate(job: Extract<LoadgenJob, { mode: "rate" }>): Promis
           const next = (): void => {
             if (conn.closed || nowNs() >= end) return resolve();
             conn.send(req, (ok) => {
+              if (ok) answered++;
               if (nowNs() >= warmEnd) {
                 if (ok) completed++;
                 else errors++;
@@ -198,7 +206,7 @@ async function keepAliveRate(job: Extract<LoadgenJob, { mode: "rate" }>): Promis
   );
   for (const c of conns) c.close();
   const seconds = job.durationMs / 1000;
-  return { mode: "rate", perSecond: completed / seconds, completed, errors, seconds };
+  return { mode: "rate", perSecond: completed / seconds, completed, errors, seconds, answered };
 }
 
 async function connectionRate(job: Extract<LoadgenJob, { mode: "connrate" }>): Promise<RateResult> {
@@ -207,6 +215,7 @@ async function connectionRate(job: Extract<LoadgenJob, { mode: "connrate" }>): P
   const end = warmEnd + BigInt(job.durationMs * 1e6);
   let completed = 0;
   let errors = 0;
+  let answered = 0;
   const client = async (): Promise<void> => {
     while (nowNs() < end) {
       let ok = false;
@@ -217,6 +226,7 @@ async function connectionRate(job: Extract<LoadgenJob, { mode: "connrate" }>): P
       } catch {
         ok = false;
       }
+      if (ok) answered++;
       if (nowNs() >= warmEnd) {
         if (ok) completed++;
         else errors++;
@@ -225,7 +235,7 @@ async function connectionRate(job: Extract<LoadgenJob, { mode: "connrate" }>): P
   };
   await Promise.all(Array.from({ length: job.conns }, client));
   const seconds = job.durationMs / 1000;
-  return { mode: "connrate", perSecond: completed / seconds, completed, errors, seconds };
+  return { mode: "connrate", perSecond: completed / seconds, completed, errors, seconds, answered };
 }
 
 async function bulk(job: Extract<LoadgenJob, { mode: "bulk" }>): Promise<BulkResult> {

@@ -2,14 +2,14 @@
 // and turns its answer into figures. Every function records what went wrong in the round's notes
 // and leaves the figure null rather than throwing, so one failure never loses the whole run.
 import type { ChildHandle, ProcessGroup } from "./children.js";
-import type { RoundFigures } from "./figures.js";
+import { CPU_FIGURE, type CpuRun, type RoundFigures } from "./figures.js";
 import { Histogram } from "./histogram.js";
 import type { Target } from "./http-conn.js";
 import type { BulkResult, ClosedResult, LoadgenJob, OpenResult, RateResult } from "./loadgen.js";
 import type { Pinning } from "./machine.js";
 import type { Tools } from "./tools.js";
 import type { PathId } from "./figures.js";
-import { rssKiB } from "./usage.js";
+import { cpuSince, cpuSnapshot, rssKiB } from "./usage.js";
 import { runWrk } from "./wrk.js";
 
 export interface Settings {
@@ -60,11 +60,31 @@ async function guarded(round: RoundFigures, what: string, fn: () => Promise<void
   }
 }
 
+/**
+ * Runs a generator between two CPU readings of the path's proxies and records their CPU per
+ * request answered. The readings bracket the generator's whole process (start, connect, warm-up),
+ * so the divisor counts the warm-up's requests too; the idle moments add only timer work.
+ */
+async function withCpu<T extends { answered: number }>(p: LivePath, round: RoundFigures, run: CpuRun, fn: () => Promise<T>): Promise<T> {
+  if (p.proxies.length === 0) return fn();
+  const before = cpuSnapshot(p.proxies.map((c) => c.pid));
+  const r = await fn();
+  const spent = cpuSince(before);
+  if (spent === undefined) round.notes.push(`CPU per request (${run}): cannot read /proc/<pid>/stat`);
+  else if (r.answered > 0) {
+    round.cpu[run] = { ns: spent.ns, requests: r.answered, source: spent.source };
+    round[CPU_FIGURE[run]] = spent.ns / 1000 / r.answered;
+    if (spent.source === "stat") round.notes.push(`CPU per request (${run}): from /proc/<pid>/stat ticks (no per-thread schedstat, or a thread exited)`);
+  }
+  return r;
+}
+
 /** Closed loop: p50, p99, p99.9 of one connection's request/response latency. */
 export function measureClosed(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
   return guarded(round, "closed-loop latency", async () => {
     const { warmupMs, durationMs } = ctx.settings.closed;
-    const r = await loadgen<ClosedResult>(ctx, { mode: "closed", target: p.http, path: "/", warmupMs, durationMs }, warmupMs + durationMs);
+    const job: LoadgenJob = { mode: "closed", target: p.http, path: "/", warmupMs, durationMs };
+    const r = await withCpu(p, round, "closed", () => loadgen<ClosedResult>(ctx, job, warmupMs + durationMs));
     const h = Histogram.fromJSON(r.hist);
     if (h.total === 0) throw new Error("no request completed");
     round.closedP50Us = us(h.percentile(50));
@@ -112,7 +132,7 @@ async function rate(ctx: MeasureContext, target: Target, conns: number, seconds:
 /** Keep-alive requests/s over `conns` connections. */
 export function measureKeepAlive(ctx: MeasureContext, p: LivePath, round: RoundFigures, conns: 16 | 64): Promise<void> {
   return guarded(round, `keep-alive throughput @${conns}`, async () => {
-    const r = await rate(ctx, p.http, conns, ctx.settings.throughputS, false);
+    const r = await withCpu(p, round, conns === 16 ? "rps16" : "rps64", () => rate(ctx, p.http, conns, ctx.settings.throughputS, false));
     if (conns === 16) round.rps16 = r.perSecond;
     else round.rps64 = r.perSecond;
     if (r.errors > 0) round.notes.push(`keep-alive @${conns}: ${r.errors} errors`);

@@ -20,12 +20,14 @@ export async function runWrk(group: ProcessGroup, wrkPath: string, cpus: string 
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(raw);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(raw);
   const errors = (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  const completed = total ? Number(total[1]) : 0;
   return {
     mode: job.close ? "connrate" : "rate",
     perSecond: Number(rps[1]),
-    completed: total ? Number(total[1]) : 0,
+    completed,
     errors,
     seconds: job.durationS,
+    answered: completed, // wrk has no warm-up
     raw,
   };
 }

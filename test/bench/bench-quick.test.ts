@@ -19,6 +19,7 @@ const LATENCY_AND_RATES: Array<keyof RoundFigures> = [
   "closedP50Us", "closedP99Us", "closedP999Us", "rps16", "rps64", "newConnsPerS", "bulkDownMBps", "bulkUpMBps",
 ];
 const OPEN: Array<keyof RoundFigures> = ["openP50Us", "openP90Us", "openP99Us"];
+const CPU: Array<keyof RoundFigures> = ["cpuClosedUsPerReq", "cpuRps16UsPerReq", "cpuRps64UsPerReq"];
 const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "idleConnsOpened", "rssAfterRoundKiB"];
 
 function runQuick(outDir: string): Promise<{ code: number | null; output: string }> {
@@ -68,6 +69,13 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
       if (round.open.held) assert.equal(typeof round[k], "number", `${p.id}.${k} is a number (${why})`);
       else assert.ok(round.notes.some((n) => n.includes("could not hold")), `${p.id} says why the open loop has no figures`);
     }
+    for (const k of CPU) {
+      if (p.id === "direct") assert.equal(round[k], null, "direct has no proxy to time");
+      else assert.ok(typeof round[k] === "number" && (round[k] as number) > 0, `${p.id}.${k} is a number > 0 (${why})`);
+    }
+    if (p.id !== "direct") {
+      for (const run of ["closed", "rps16", "rps64"] as const) assert.ok((round.cpu[run]?.requests ?? 0) > 0, `${p.id} CPU reading ${run}`);
+    }
     for (const k of MEMORY) {
       if (p.id === "direct") assert.equal(round[k], null, "direct has no proxy to weigh");
       else assert.equal(typeof round[k], "number", `${p.id}.${k} is a number (${why})`);
@@ -79,14 +87,16 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   assert.equal(typeof results.ratios.oursOverDirect.closedP50Us, "number");
   if (results.paths.find((p) => p.id === "haproxy")!.skipped === null) {
     assert.equal(typeof results.ratios.oursOverHaproxy.rps16, "number");
+    assert.equal(typeof results.ratios.oursOverHaproxy.cpuRps64UsPerReq, "number");
   }
   assert.ok(ours.summary.closedAddedP50Us !== null);
 
   const md = readFileSync(join(outDir, "results.md"), "utf8");
   for (const id of PATHS) {
     const rows = md.split("\n").filter((l) => l.startsWith(`| ${id} |`));
-    assert.equal(rows.length, 4, `one ${id} row in each of the four tables`);
+    assert.equal(rows.length, 5, `one ${id} row in each of the five tables`);
   }
+  assert.match(md, /^## CPU per request .*\n\n.*\n\n\| path \| µs\/req closed loop @1 \| µs\/req keep-alive @16 \| µs\/req keep-alive @64 \|$/m);
   assert.match(md, /\| \*ours\/haproxy\* \|/);
   assert.match(md, /Node 24\.\d+\.\d+, OpenSSL /);
 

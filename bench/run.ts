@@ -10,8 +10,8 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ProcessGroup, type ChildHandle } from "./harness/children.js";
-import { emptyRound, PATH_IDS, PATH_LABELS, summarizePath, type PathId, type RoundFigures } from "./harness/figures.js";
+import { ProcessGroup } from "./harness/children.js";
+import { emptyRound, PATH_IDS, PATH_LABELS, summarizePath, summarizeProcess, type PathId, type RoundFigures } from "./harness/figures.js";
 import { startHaproxyPair, type HaproxyPair } from "./harness/haproxy.js";
 import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning, sampleBusyPct } from "./harness/machine.js";
 import {
@@ -29,7 +29,7 @@ import {
 import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "./harness/mesh.js";
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
 import { ensureTools } from "./harness/tools.js";
-import { rssKiB } from "./harness/usage.js";
+import { rssKiB, ussKiB } from "./harness/usage.js";
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -148,8 +148,7 @@ async function main(): Promise<number> {
   const readyTimeoutMs = 45_000;
   const live = new Map<PathId, LivePath>();
   const skipped = new Map<PathId, string>();
-  const processes = new Map<PathId, ChildHandle[]>();
-  live.set("direct", { id: "direct", http: { host: "127.0.0.1", port: appPorts.http }, bulk: { host: "127.0.0.1", port: appPorts.bulk }, proxies: [] });
+  live.set("direct", { id: "direct", http: { host: "127.0.0.1", port: appPorts.http }, bulk: { host: "127.0.0.1", port: appPorts.bulk }, proxies: [], processes: [] });
 
   let mesh: Mesh | undefined;
   try {
@@ -157,8 +156,8 @@ async function main(): Promise<number> {
       { group, cliPath: join(repoRoot, "dist", "src", "cli.js"), cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs },
       agentBase,
     );
-    live.set("connect-sidecar", { id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [mesh.sidecars.client, mesh.sidecars.server] });
-    processes.set("connect-sidecar", [mesh.sidecars.client, mesh.sidecars.server, mesh.sidecars.bulk]);
+    const { client, server, bulk } = mesh.sidecars;
+    live.set("connect-sidecar", { id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [client, server], processes: [client, server, bulk] });
     log("connect-sidecar path ready");
   } catch (err) {
     skipped.set("connect-sidecar", `the sidecars did not start: ${(err as Error).message.split("\n")[0]}`);
@@ -179,8 +178,8 @@ async function main(): Promise<number> {
         serverLeaf: await fetchLeafPems(agentBase.mgmt, "server"),
         readyTimeoutMs,
       });
-      live.set("haproxy", { id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies: [haproxy.client, haproxy.server] });
-      processes.set("haproxy", [haproxy.client, haproxy.server]);
+      const proxies = [haproxy.client, haproxy.server];
+      live.set("haproxy", { id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies, processes: proxies });
       log("haproxy path ready");
     } catch (err) {
       skipped.set("haproxy", `haproxy did not start: ${(err as Error).message.split("\n")[0]}`);
@@ -188,8 +187,10 @@ async function main(): Promise<number> {
     }
   }
 
-  const rssStart = new Map<PathId, Array<{ name: string; pid: number; rssStartKiB: number | null }>>();
-  for (const [id, procs] of processes) rssStart.set(id, procs.map((c) => ({ name: c.name, pid: c.pid, rssStartKiB: rssKiB(c.pid) ?? null })));
+  const atStart = new Map<PathId, Array<{ name: string; pid: number; rssStartKiB: number | null; ussStartKiB: number | null }>>();
+  for (const p of live.values()) {
+    atStart.set(p.id, p.processes.map((c) => ({ name: c.name, pid: c.pid, rssStartKiB: rssKiB(c.pid) ?? null, ussStartKiB: ussKiB(c.pid) ?? null })));
+  }
 
   const ctx: MeasureContext = { group, pinning, tools, loadgenPath: join(here, "harness", "loadgen.js"), settings };
   const order = PATH_IDS.filter((id) => live.has(id)).map((id) => live.get(id)!);
@@ -235,7 +236,7 @@ async function main(): Promise<number> {
     id,
     label: PATH_LABELS[id],
     skipped: skipped.get(id) ?? null,
-    processes: rssStart.get(id) ?? [],
+    processes: (atStart.get(id) ?? []).map((x) => ({ ...x, ...summarizeProcess(x.name, rounds.get(id)!) })),
     rounds: rounds.get(id)!,
     summary: summarizePath(rounds.get(id)!, directRounds),
   }));
@@ -254,7 +255,7 @@ async function main(): Promise<number> {
       throughput: tools.wrk ? `wrk -t1 (${tools.wrk.version}), ${settings.throughputS} s per figure` : `Node closed-loop connections (wrk not available), ${settings.throughputS} s per figure`,
       "new connections": tools.wrk ? `wrk -t1 -c16 -H "Connection: close", ${settings.connRateS} s` : `Node: 16 clients, connect + 1 request + close, ${settings.connRateS} s`,
       bulk: `${settings.bulkBytes / MIB} MiB over one connection to a raw TCP sink/source app, each direction`,
-      memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each), once before any load; and idle at the end of each round`,
+      memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each), once before any load; and idle at the end of each round; per process also USS (smaps_rollup Private_Clean + Private_Dirty)`,
     },
     settings: {
       rounds: settings.rounds,

@@ -42,6 +42,12 @@ export interface RoundFigures {
   idleConnsOpened: number | null;
   /** Idle RSS at the end of the round, after its load (summed like the others); every round. */
   rssAfterRoundKiB: number | null;
+  /**
+   * Each proxy process on its own, by name (the targets are per sidecar): KiB per idle connection
+   * from the memory step (round 1, the two proxies that carry those connections), RSS and USS idle
+   * at the end of the round (every proxy process of the path).
+   */
+  perProcess: Record<string, { kibPerConn?: number; rssAfterRoundKiB?: number; ussAfterRoundKiB?: number }>;
   /** Anything odd in this round: errors counted by a generator, an open loop that did not hold its rate. */
   notes: string[];
   /** Closed-loop details: how many requests the percentiles are drawn from. */
@@ -60,7 +66,7 @@ export function emptyRound(): RoundFigures {
     rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
     cpuClosedUsPerReq: null, cpuRps16UsPerReq: null, cpuRps64UsPerReq: null, cpu: {},
     rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
-    rssAfterRoundKiB: null, notes: [], closed: null, open: null,
+    rssAfterRoundKiB: null, perProcess: {}, notes: [], closed: null, open: null,
   };
 }
 
@@ -161,4 +167,11 @@ export function summarizePath(rounds: RoundFigures[], directRounds: RoundFigures
   const out = {} as Record<MetricKey, Summary | null>;
   for (const m of ALL_METRICS) out[m.key] = summarize(rounds.map((r, i) => figureOf(m.key, r, directRounds[i])));
   return out;
+}
+
+/** One process's per-process figures over the rounds: medians (KiB per connection comes from round 1 alone). */
+export function summarizeProcess(name: string, rounds: RoundFigures[]): { kibPerConn: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null } {
+  const median = (k: "kibPerConn" | "rssAfterRoundKiB" | "ussAfterRoundKiB"): number | null =>
+    summarize(rounds.map((r) => r.perProcess[name]?.[k]))?.median ?? null;
+  return { kibPerConn: median("kibPerConn"), rssAfterLoadKiB: median("rssAfterRoundKiB"), ussAfterLoadKiB: median("ussAfterRoundKiB") };
 }

@@ -9,7 +9,7 @@ import type { BulkResult, ClosedResult, LoadgenJob, OpenResult, RateResult } fro
 import type { Pinning } from "./machine.js";
 import type { Tools } from "./tools.js";
 import type { PathId } from "./figures.js";
-import { cpuSince, cpuSnapshot, rssKiB } from "./usage.js";
+import { cpuSince, cpuSnapshot, rssKiB, ussKiB } from "./usage.js";
 import { runWrk } from "./wrk.js";
 
 export interface Settings {
@@ -28,8 +28,10 @@ export interface LivePath {
   id: PathId;
   http: Target;
   bulk: Target;
-  /** The proxies whose memory is the path's (client side and server side); empty for direct. */
+  /** The proxies whose memory and CPU are the path's (client side and server side); empty for direct. */
   proxies: ChildHandle[];
+  /** Every proxy process of the path, each weighed alone for the per-process table (ours: the bulk sidecar too). */
+  processes: ChildHandle[];
 }
 
 export interface MeasureContext {
@@ -157,23 +159,33 @@ export function measureBulk(ctx: MeasureContext, p: LivePath, round: RoundFigure
   });
 }
 
-function sumRss(procs: ChildHandle[]): number | undefined {
-  let total = 0;
+/** RSS of each process by name, and their sum; undefined when one of them cannot be read. */
+function rssEach(procs: ChildHandle[]): { each: Map<string, number>; sum: number } | undefined {
+  const each = new Map<string, number>();
   for (const c of procs) {
     const kib = rssKiB(c.pid);
     if (kib === undefined) return undefined;
-    total += kib;
+    each.set(c.name, kib);
   }
-  return total;
+  return { each, sum: [...each.values()].reduce((a, b) => a + b, 0) };
+}
+
+function processFigures(round: RoundFigures, name: string): RoundFigures["perProcess"][string] {
+  return (round.perProcess[name] ??= {});
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Idle RSS of the path's proxies after settleMs (the end-of-round figure). */
+/** Idle RSS of the path's proxies after settleMs (the end-of-round figure), and RSS and USS of each process. */
 export async function measureIdleRss(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
   if (p.proxies.length === 0) return;
   await sleep(ctx.settings.settleMs);
-  round.rssAfterRoundKiB = sumRss(p.proxies) ?? null;
+  round.rssAfterRoundKiB = rssEach(p.proxies)?.sum ?? null;
+  for (const c of p.processes) {
+    const f = processFigures(round, c.name);
+    f.rssAfterRoundKiB = rssKiB(c.pid);
+    f.ussAfterRoundKiB = ussKiB(c.pid);
+  }
 }
 
 /** RSS of the path's proxies before and with N idle proxied connections open; KiB per connection. */
@@ -181,7 +193,7 @@ export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigu
   if (p.proxies.length === 0) return Promise.resolve();
   return guarded(round, "memory", async () => {
     await sleep(ctx.settings.settleMs);
-    const before = sumRss(p.proxies);
+    const before = rssEach(p.proxies);
     const holder = ctx.group.spawn({
       name: "loadgen idle",
       cmd: process.execPath,
@@ -196,12 +208,14 @@ export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigu
         return typeof v.opened === "number" ? v : undefined;
       }, 60_000);
       await sleep(ctx.settings.settleMs);
-      const withConns = sumRss(p.proxies);
+      const withConns = rssEach(p.proxies);
       if (before === undefined || withConns === undefined) throw new Error("cannot read /proc/<pid>/status");
-      round.rssBeforeConnsKiB = before;
-      round.rssWithConnsKiB = withConns;
-      round.idleConnsOpened = opened.opened ?? 0;
-      round.kibPerConn = round.idleConnsOpened > 0 ? (withConns - before) / round.idleConnsOpened : null;
+      round.rssBeforeConnsKiB = before.sum;
+      round.rssWithConnsKiB = withConns.sum;
+      const n = (round.idleConnsOpened = opened.opened ?? 0);
+      round.kibPerConn = n > 0 ? (withConns.sum - before.sum) / n : null;
+      // Each connection passes through both proxies: the targets are per sidecar, so each alone too.
+      for (const [name, kib] of withConns.each) if (n > 0) processFigures(round, name).kibPerConn = (kib - before.each.get(name)!) / n;
       if ((opened.failed ?? 0) > 0) round.notes.push(`memory: ${opened.failed} of ${ctx.settings.idleConns} connections failed to open`);
     } finally {
       holder.proc.stdin?.end();

@@ -11,8 +11,14 @@ export interface PathResult {
   label: string;
   /** Why this path was not measured (tool missing, start-up failed); null when it was. */
   skipped: string | null;
-  /** The proxy processes of the path and their RSS right after start-up (KiB). */
-  processes: Array<{ name: string; pid: number; rssStartKiB: number | null }>;
+  /**
+   * The proxy processes of the path, each alone (KiB): RSS and USS right after start-up; KiB per
+   * idle connection (round 1); RSS and USS idle after load (median over rounds).
+   */
+  processes: Array<{
+    name: string; pid: number; rssStartKiB: number | null; ussStartKiB: number | null;
+    kibPerConn: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null;
+  }>;
   rounds: RoundFigures[];
   summary: Record<MetricKey, Summary | null>;
 }
@@ -135,8 +141,25 @@ export function renderMarkdown(r: BenchResults): string {
   }
   out.push("");
   out.push("## Per process", "");
-  out.push("| process | path | RSS after start-up KiB |", "|---|---|---:|");
-  for (const p of r.paths) for (const proc of p.processes) out.push(`| ${proc.name} | ${p.label} | ${proc.rssStartKiB ?? "—"} |`);
+  out.push(
+    "Each proxy process alone, KiB. The targets are per sidecar: RSS after start-up ≤ 60 MB, RSS idle after load ≤ 80 MB, " +
+      "≤ 25 KiB per idle proxied connection. USS = Private_Clean + Private_Dirty (smaps_rollup): what one more process costs " +
+      "where the binary's pages are shared with the others. Per conn: the memory step's connections (they pass the client- " +
+      "and server-side proxy, not the bulk sidecar). After load: median over rounds.",
+    "",
+  );
+  out.push(
+    "| process | path | RSS after start-up KiB | USS after start-up KiB | KiB per idle conn | RSS idle after load KiB | USS idle after load KiB |",
+    "|---|---|---:|---:|---:|---:|---:|",
+  );
+  const kib = (v: number | null, digits = 0): string => (v === null ? "—" : fmt(v, digits));
+  for (const p of r.paths) {
+    for (const x of p.processes) {
+      out.push(
+        `| ${x.name} | ${p.label} | ${kib(x.rssStartKiB)} | ${kib(x.ussStartKiB)} | ${kib(x.kibPerConn, 1)} | ${kib(x.rssAfterLoadKiB)} | ${kib(x.ussAfterLoadKiB)} |`,
+      );
+    }
+  }
   out.push("");
   const notes = [
     ...r.tools.notes,

@@ -107,13 +107,13 @@ async function main(): Promise<void> {
     if (saved === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = saved;
   }
-  const paths: LivePath[] = [{ id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [] }];
+  const paths: LivePath[] = [{ id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [], processes: [] }];
   const baselineCli = arg("baseline-cli", "");
   let baseline: Mesh | undefined;
   if (baselineCli !== "") {
     // Its own dev agent: the service names are the same in both meshes.
     baseline = await startMesh({ group, cliPath: baselineCli, cpus: pinning.proxies, app: appPorts, tmpDir: join(tmp, "baseline"), readyTimeoutMs: 45_000 }, await startAgentWithServices(appPorts));
-    paths.unshift({ id: "direct", http: baseline.http, bulk: baseline.bulk, proxies: [] }); // "direct" is the baseline's slot here
+    paths.unshift({ id: "direct", http: baseline.http, bulk: baseline.bulk, proxies: [], processes: [] }); // "direct" is the baseline's slot here
   }
   const pids = new Map<string, number[]>([["connect-sidecar", [mesh.sidecars.client.pid, mesh.sidecars.server.pid, mesh.sidecars.bulk.pid]]]);
   if (baseline !== undefined) pids.set("direct", [baseline.sidecars.client.pid, baseline.sidecars.server.pid, baseline.sidecars.bulk.pid]);
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       group, haproxyPath: tools.haproxy.path, cpus: pinning.proxies, app: appPorts, tmpDir: tmp,
       clientLeaf: await fetchLeafPems(base.mgmt, "client"), serverLeaf: await fetchLeafPems(base.mgmt, "server"), readyTimeoutMs: 45_000,
     });
-    paths.push({ id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies: [] });
+    paths.push({ id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies: [], processes: [] });
     pids.set("haproxy", [haproxy.client.pid, haproxy.server.pid]);
   }
   if (process.argv.includes("--hold")) {

@@ -81,6 +81,14 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
       else assert.equal(typeof round[k], "number", `${p.id}.${k} is a number (${why})`);
     }
     if (p.id !== "direct") assert.ok(p.processes.length >= 2 && p.processes.every((x) => x.pid > 0));
+    for (const x of p.processes) {
+      for (const k of ["rssStartKiB", "ussStartKiB", "rssAfterLoadKiB", "ussAfterLoadKiB"] as const) {
+        assert.ok(typeof x[k] === "number" && x[k] > 0, `${x.name}.${k} is a number > 0 (${why})`);
+      }
+      assert.ok(x.ussStartKiB! < x.rssStartKiB!, `${x.name}: USS is a part of RSS`);
+    }
+    // The idle connections pass through the client-side and the server-side proxy (not the bulk sidecar).
+    if (p.id !== "direct") assert.equal(p.processes.filter((x) => typeof x.kibPerConn === "number").length, 2, `${p.id} KiB per conn per proxy`);
     assert.equal(typeof p.summary.closedP50Us?.median, "number");
   }
   const ours = results.paths.find((p) => p.id === "connect-sidecar")!;
@@ -98,6 +106,9 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   }
   assert.match(md, /^## CPU per request .*\n\n.*\n\n\| path \| µs\/req closed loop @1 \| µs\/req keep-alive @16 \| µs\/req keep-alive @64 \|$/m);
   assert.match(md, /\| \*ours\/haproxy\* \|/);
+  const perProcess = md.split("\n").filter((l) => /^\| \S+ \| (connect-sidecar|haproxy) \|/.test(l));
+  assert.equal(perProcess.length, results.paths.reduce((n, p) => n + p.processes.length, 0), "a per-process row per proxy process");
+  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \|$/, row);
   assert.match(md, /Node 24\.\d+\.\d+, OpenSSL /);
 
   const svg = readFileSync(join(outDir, "latency.svg"), "utf8");

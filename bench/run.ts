@@ -22,12 +22,14 @@ import {
   measureMemory,
   measureNewConns,
   measureOpen,
+  measureStartup,
   type LivePath,
   type MeasureContext,
   type Settings,
 } from "./harness/measure.js";
-import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "./harness/mesh.js";
+import { fetchLeafPems, startAgentWithServices, startMesh, STARTUP_SERVICE, type Mesh } from "./harness/mesh.js";
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
+import { haproxyStartup, sidecarStartup } from "./harness/startup.js";
 import { ensureTools } from "./harness/tools.js";
 import { rssKiB, ussKiB } from "./harness/usage.js";
 
@@ -44,6 +46,7 @@ export const FULL: Settings = {
   bulkBytes: GIB,
   idleConns: 1000,
   settleMs: 1000,
+  startups: 7,
 };
 
 export const QUICK: Settings = {
@@ -56,6 +59,7 @@ export const QUICK: Settings = {
   bulkBytes: 64 * MIB,
   idleConns: 200,
   settleMs: 300,
+  startups: 3,
 };
 
 interface Args { quick: boolean; out: string | undefined; rounds: number | undefined; install: boolean }
@@ -157,7 +161,10 @@ async function main(): Promise<number> {
       agentBase,
     );
     const { client, server, bulk } = mesh.sidecars;
-    live.set("connect-sidecar", { id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [client, server], processes: [client, server, bulk] });
+    live.set("connect-sidecar", {
+      id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [client, server], processes: [client, server, bulk],
+      startup: sidecarStartup(mesh, STARTUP_SERVICE),
+    });
     log("connect-sidecar path ready");
   } catch (err) {
     skipped.set("connect-sidecar", `the sidecars did not start: ${(err as Error).message.split("\n")[0]}`);
@@ -168,18 +175,19 @@ async function main(): Promise<number> {
   if (tools.haproxy === undefined) skipped.set("haproxy", "haproxy is not installed and could not be installed (see notes)");
   else {
     try {
+      const clientLeaf = await fetchLeafPems(agentBase.mgmt, "client");
       haproxy = await startHaproxyPair({
         group,
         haproxyPath: tools.haproxy.path,
         cpus: pinning.proxies,
         app: appPorts,
         tmpDir: tmp,
-        clientLeaf: await fetchLeafPems(agentBase.mgmt, "client"),
+        clientLeaf,
         serverLeaf: await fetchLeafPems(agentBase.mgmt, "server"),
         readyTimeoutMs,
       });
       const proxies = [haproxy.client, haproxy.server];
-      live.set("haproxy", { id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies, processes: proxies });
+      live.set("haproxy", { id: "haproxy", http: haproxy.http, bulk: haproxy.bulk, proxies, processes: proxies, startup: haproxyStartup(haproxy, clientLeaf) });
       log("haproxy path ready");
     } catch (err) {
       skipped.set("haproxy", `haproxy did not start: ${(err as Error).message.split("\n")[0]}`);
@@ -206,6 +214,7 @@ async function main(): Promise<number> {
     { what: "bulk down", run: (p, r) => measureBulk(ctx, p, r, "down") },
     { what: "bulk up", run: (p, r) => measureBulk(ctx, p, r, "up") },
     { what: "idle RSS after load", run: (p, r) => measureIdleRss(ctx, p, r) },
+    { what: `start-up (${settings.startups} fresh processes per path)`, firstRoundOnly: true, run: (p, r) => measureStartup(ctx, p, r) },
   ];
   for (let i = 0; i < settings.rounds; i++) {
     const figures = new Map<PathId, RoundFigures>(order.map((p) => [p.id, emptyRound()]));
@@ -255,6 +264,7 @@ async function main(): Promise<number> {
       throughput: tools.wrk ? `wrk -t1 (${tools.wrk.version}), ${settings.throughputS} s per figure` : `Node closed-loop connections (wrk not available), ${settings.throughputS} s per figure`,
       "new connections": tools.wrk ? `wrk -t1 -c16 -H "Connection: close", ${settings.connRateS} s` : `Node: 16 clients, connect + 1 request + close, ${settings.connRateS} s`,
       bulk: `${settings.bulkBytes / MIB} MiB over one connection to a raw TCP sink/source app, each direction`,
+      "start-up": `${settings.startups} fresh processes per path, one after another (each stopped before the next), pinned with the proxies; ours: ${live.get("connect-sidecar")?.startup?.what ?? "—"}; haproxy: ${live.get("haproxy")?.startup?.what ?? "—"}`,
       memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each), once before any load; and idle at the end of each round; per process also USS (smaps_rollup Private_Clean + Private_Dirty)`,
     },
     settings: {
@@ -269,6 +279,7 @@ async function main(): Promise<number> {
       connRateS: settings.connRateS,
       bulkBytes: settings.bulkBytes,
       idleConns: settings.idleConns,
+      startups: settings.startups,
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     },
     paths,

@@ -1,4 +1,5 @@
 // The figures one path produces in one round, and the metric catalogue the report is built from.
+import type { StartSample } from "./startup.js";
 import { summarize, type Summary } from "./stats.js";
 
 export type PathId = "direct" | "connect-sidecar" | "haproxy";
@@ -43,6 +44,19 @@ export interface RoundFigures {
   /** Idle RSS at the end of the round, after its load (summed like the others); every round. */
   rssAfterRoundKiB: number | null;
   /**
+   * Start-up of fresh proxy processes (round 1 only, Settings.startups of them, one after another):
+   * ms from spawn to ready (median, min, max); RSS and USS in KiB when ready and laterMs after (medians).
+   */
+  startupReadyMs: number | null;
+  startupReadyMinMs: number | null;
+  startupReadyMaxMs: number | null;
+  startupRssReadyKiB: number | null;
+  startupRssLaterKiB: number | null;
+  startupUssReadyKiB: number | null;
+  startupUssLaterKiB: number | null;
+  /** Every start, and what was started. */
+  startup: { what: string; starts: StartSample[] } | null;
+  /**
    * Each proxy process on its own, by name (the targets are per sidecar): KiB per idle connection
    * from the memory step (round 1, the two proxies that carry those connections), RSS and USS idle
    * at the end of the round (every proxy process of the path).
@@ -66,7 +80,10 @@ export function emptyRound(): RoundFigures {
     rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
     cpuClosedUsPerReq: null, cpuRps16UsPerReq: null, cpuRps64UsPerReq: null, cpu: {},
     rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
-    rssAfterRoundKiB: null, perProcess: {}, notes: [], closed: null, open: null,
+    rssAfterRoundKiB: null,
+    startupReadyMs: null, startupReadyMinMs: null, startupReadyMaxMs: null,
+    startupRssReadyKiB: null, startupRssLaterKiB: null, startupUssReadyKiB: null, startupUssLaterKiB: null, startup: null,
+    perProcess: {}, notes: [], closed: null, open: null,
   };
 }
 
@@ -145,6 +162,23 @@ export const TABLES: Array<{ title: string; note: string; metrics: MetricDef[] }
       { key: "rssWithConnsKiB", label: "RSS with idle conns KiB", unit: "KiB", better: "lower", digits: 0 },
       { key: "kibPerConn", label: "KiB per conn", unit: "KiB", better: "lower", digits: 1 },
       { key: "rssAfterRoundKiB", label: "RSS idle after load KiB", unit: "KiB", better: "lower", digits: 0 },
+    ],
+  },
+  {
+    title: "Start-up of a fresh proxy process (spawn → ready)",
+    note:
+      "ms from spawn to ready, median and extremes over the starts: ours, a `-sidecar-for` sidecar of its own service started as the mesh's are, " +
+      "at the first 200 of GET /ready (polled every 5 ms); haproxy, a server-side haproxy on new ports, at the first TLS handshake with the " +
+      "client leaf. Ours fetches its registration and leaf from the agent; haproxy reads files. One process's RSS and USS (KiB) when ready " +
+      "and 2 s later, medians. Target: a sidecar's RSS after start-up ≤ 60 MB.",
+    metrics: [
+      { key: "startupReadyMs", label: "ready ms", unit: "ms", better: "lower", digits: 1 },
+      { key: "startupReadyMinMs", label: "min ms", unit: "ms", better: "lower", digits: 1 },
+      { key: "startupReadyMaxMs", label: "max ms", unit: "ms", better: "lower", digits: 1 },
+      { key: "startupRssReadyKiB", label: "RSS at ready KiB", unit: "KiB", better: "lower", digits: 0 },
+      { key: "startupRssLaterKiB", label: "RSS 2 s later KiB", unit: "KiB", better: "lower", digits: 0 },
+      { key: "startupUssReadyKiB", label: "USS at ready KiB", unit: "KiB", better: "lower", digits: 0 },
+      { key: "startupUssLaterKiB", label: "USS 2 s later KiB", unit: "KiB", better: "lower", digits: 0 },
     ],
   },
 ];

@@ -9,6 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChildHandle, ProcessGroup } from "./children.js";
 import type { Target } from "./http-conn.js";
+import { pickFreePort } from "../../src/net/index.js";
 import { freePort, waitForBulk, waitForHttp, type LeafPems } from "./mesh.js";
 
 export interface HaproxyPair {
@@ -16,6 +17,11 @@ export interface HaproxyPair {
   server: ChildHandle;
   http: Target;
   bulk: Target;
+  /**
+   * A fresh server-side haproxy (the start-up measurement): the server's config on new ports,
+   * written and checked; returns how to launch it and its TLS frontend. The caller stops it.
+   */
+  prepareServer(): Promise<{ launch: () => ChildHandle; tls: Target }>;
   close(): Promise<void>;
 }
 
@@ -58,6 +64,28 @@ export async function startHaproxyPair(o: HaproxyOptions): Promise<HaproxyPair> 
   const ports = { clientHttp: await freePort(), clientBulk: await freePort(), serverHttp: await freePort(), serverBulk: await freePort() };
   const tlsOut = `ssl crt ${clientPem} ca-file ${ca} verify required`;
   const tlsIn = `ssl crt ${serverPem} ca-file ${ca} verify required`;
+  const serverConfig = (http: number, bulk: number): string => `${GLOBAL(8000)}
+frontend http_tls
+  bind ${LOOPBACK}:${http} ${tlsIn}
+  default_backend app
+
+backend app
+  server app ${LOOPBACK}:${o.app.http}
+
+frontend bulk_tls
+  bind ${LOOPBACK}:${bulk} ${tlsIn}
+  default_backend bulk_app
+
+backend bulk_app
+  server bulk ${LOOPBACK}:${o.app.bulk}
+`;
+  const writeChecked = (name: string, cfg: string): string => {
+    const file = join(o.tmpDir, name);
+    writeFileSync(file, cfg);
+    const check = spawnSync(o.haproxyPath, ["-c", "-q", "-f", file], { encoding: "utf8", timeout: 10_000 });
+    if (check.status !== 0) throw new Error(`haproxy rejected ${file}:\n${check.stdout}${check.stderr}`);
+    return file;
+  };
   const clientCfg = `${GLOBAL(8000)}
 frontend http_in
   bind ${LOOPBACK}:${ports.clientHttp}
@@ -73,29 +101,8 @@ frontend bulk_in
 backend bulk_out
   server bulk ${LOOPBACK}:${ports.serverBulk} ${tlsOut}
 `;
-  const serverCfg = `${GLOBAL(8000)}
-frontend http_tls
-  bind ${LOOPBACK}:${ports.serverHttp} ${tlsIn}
-  default_backend app
-
-backend app
-  server app ${LOOPBACK}:${o.app.http}
-
-frontend bulk_tls
-  bind ${LOOPBACK}:${ports.serverBulk} ${tlsIn}
-  default_backend bulk_app
-
-backend bulk_app
-  server bulk ${LOOPBACK}:${o.app.bulk}
-`;
-  const clientFile = join(o.tmpDir, "haproxy-client.cfg");
-  const serverFile = join(o.tmpDir, "haproxy-server.cfg");
-  writeFileSync(clientFile, clientCfg);
-  writeFileSync(serverFile, serverCfg);
-  for (const f of [serverFile, clientFile]) {
-    const check = spawnSync(o.haproxyPath, ["-c", "-q", "-f", f], { encoding: "utf8", timeout: 10_000 });
-    if (check.status !== 0) throw new Error(`haproxy rejected ${f}:\n${check.stdout}${check.stderr}`);
-  }
+  const serverFile = writeChecked("haproxy-server.cfg", serverConfig(ports.serverHttp, ports.serverBulk));
+  const clientFile = writeChecked("haproxy-client.cfg", clientCfg);
   const start = (name: string, file: string): ChildHandle =>
     o.group.spawn({ name, cmd: o.haproxyPath, args: ["-db", "-f", file], cpus: o.cpus });
   const server = start("haproxy-server", serverFile);
@@ -115,6 +122,11 @@ backend bulk_app
     server,
     http,
     bulk,
+    prepareServer: async () => {
+      const fresh = { http: await pickFreePort(LOOPBACK), bulk: await pickFreePort(LOOPBACK) };
+      const file = writeChecked("haproxy-fresh-server.cfg", serverConfig(fresh.http, fresh.bulk));
+      return { launch: () => start("haproxy-fresh-server", file), tls: { host: LOOPBACK, port: fresh.http } };
+    },
     close: async () => {
       await Promise.all([client.stop(3000), server.stop(3000)]);
     },

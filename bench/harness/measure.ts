@@ -9,6 +9,8 @@ import type { BulkResult, ClosedResult, LoadgenJob, OpenResult, RateResult } fro
 import type { Pinning } from "./machine.js";
 import type { Tools } from "./tools.js";
 import type { PathId } from "./figures.js";
+import { LATER_MS, timeStart, type StartSample, type StartupSubject } from "./startup.js";
+import { summarize } from "./stats.js";
 import { cpuSince, cpuSnapshot, rssKiB, ussKiB } from "./usage.js";
 import { runWrk } from "./wrk.js";
 
@@ -22,6 +24,8 @@ export interface Settings {
   bulkBytes: number;
   idleConns: number;
   settleMs: number;
+  /** Fresh proxy processes started, one after another, for the start-up figures (per path, round 1). */
+  startups: number;
 }
 
 export interface LivePath {
@@ -32,6 +36,8 @@ export interface LivePath {
   proxies: ChildHandle[];
   /** Every proxy process of the path, each weighed alone for the per-process table (ours: the bulk sidecar too). */
   processes: ChildHandle[];
+  /** What the path starts fresh for the start-up figures; none for direct. */
+  startup?: StartupSubject;
 }
 
 export interface MeasureContext {
@@ -223,5 +229,25 @@ export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigu
       await holder.exited;
       clearTimeout(timer);
     }
+  });
+}
+
+/** Starts Settings.startups fresh proxy processes one after another: ms to ready and memory (medians, extremes). */
+export function measureStartup(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
+  const subject = p.startup;
+  if (subject === undefined) return Promise.resolve();
+  return guarded(round, "start-up", async () => {
+    const starts: StartSample[] = [];
+    round.startup = { what: subject.what, starts };
+    for (let i = 0; i < ctx.settings.startups; i++) starts.push(await timeStart(await subject.prepare(), { laterMs: LATER_MS, timeoutMs: 30_000 }));
+    const median = (k: keyof StartSample): number | null => summarize(starts.map((x) => x[k]))?.median ?? null;
+    const ready = summarize(starts.map((x) => x.readyMs));
+    round.startupReadyMs = ready?.median ?? null;
+    round.startupReadyMinMs = ready?.min ?? null;
+    round.startupReadyMaxMs = ready?.max ?? null;
+    round.startupRssReadyKiB = median("rssReadyKiB");
+    round.startupRssLaterKiB = median("rssLaterKiB");
+    round.startupUssReadyKiB = median("ussReadyKiB");
+    round.startupUssLaterKiB = median("ussLaterKiB");
   });
 }

@@ -15,6 +15,7 @@ import {
   type AgentClient,
 } from "../../src/agent/index.js";
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
+import { pickFreePort } from "../../src/net/index.js";
 import type { ChildHandle, ProcessGroup } from "./children.js";
 import { dial, HttpConn, requestBytes, type Target } from "./http-conn.js";
 
@@ -26,6 +27,12 @@ export interface Mesh {
   /** The client sidecar's upstream listeners: HTTP (→ server) and raw TCP (→ bulk). */
   http: Target;
   bulk: Target;
+  /**
+   * A fresh sidecar for `service` (the start-up measurement): writes its token file once, picks a
+   * free admin port, and returns how to launch it with the mesh's CLI and flags but
+   * `-metrics-addr 127.0.0.1:<that port>`. The caller stops what it launches.
+   */
+  prepareSidecar(service: string): Promise<{ launch: () => ChildHandle; admin: Target }>;
   close(): Promise<void>;
 }
 
@@ -43,6 +50,9 @@ export interface MeshOptions {
 
 const LOOPBACK = "127.0.0.1";
 
+/** Registered with a sidecar but started by no mesh: fresh sidecars for it are timed from spawn to ready. */
+export const STARTUP_SERVICE = "startup";
+
 /** A port that was free a moment ago (bind 0, read, close). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -55,7 +65,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts the dev agent (in this process) and registers client, server and bulk with their sidecars. */
+/** Starts the dev agent (in this process) and registers client, server, bulk and startup with their sidecars. */
 export async function startAgentWithServices(app: { http: number; bulk: number }): Promise<{
   agent: DevAgent;
   mgmt: AgentClient;
@@ -77,6 +87,10 @@ export async function startAgentWithServices(app: { http: number; bulk: number }
   });
   await registerService(mgmt, {
     Name: "bulk", ID: "bulk", Address: LOOPBACK, Port: app.bulk,
+    Connect: { SidecarService: await sidecar(await freePort()) },
+  });
+  await registerService(mgmt, {
+    Name: STARTUP_SERVICE, ID: STARTUP_SERVICE, Address: LOOPBACK, Port: app.http,
     Connect: { SidecarService: await sidecar(await freePort()) },
   });
   await registerService(mgmt, {
@@ -134,10 +148,18 @@ export async function startMesh(
   for (const k of DROPPED_ENV) delete env[k];
   const dir = join(o.tmpDir, "sidecar-tokens");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const spawnSidecar = async (service: string): Promise<ChildHandle> => {
-    const tokenFile = join(dir, `${service}.token`);
-    writeFileSync(tokenFile, `${await serviceToken(base.mgmt, service)}\n`, { mode: 0o600 });
-    return o.group.spawn({
+  const tokenFiles = new Map<string, string>();
+  const tokenFileFor = async (service: string): Promise<string> => {
+    let file = tokenFiles.get(service);
+    if (file === undefined) {
+      file = join(dir, `${service}.token`);
+      writeFileSync(file, `${await serviceToken(base.mgmt, service)}\n`, { mode: 0o600 });
+      tokenFiles.set(service, file);
+    }
+    return file;
+  };
+  const spawnSidecar = (service: string, tokenFile: string, metricsPort: number): ChildHandle =>
+    o.group.spawn({
       name: `${service}-sidecar`,
       cmd: process.execPath,
       args: [
@@ -146,20 +168,19 @@ export async function startMesh(
         "-http-addr", base.agent.address,
         "-token-file", tokenFile,
         "-log-connections=false",
-        "-metrics-addr", `${LOOPBACK}:0`,
+        "-metrics-addr", `${LOOPBACK}:${metricsPort}`,
         "-log-json",
         "-log-level", "info",
       ],
       cpus: o.cpus,
       env,
     });
-  };
   const started: ChildHandle[] = [];
   const http = { host: LOOPBACK, port: base.upstreamPorts.http };
   const bulkTarget = { host: LOOPBACK, port: base.upstreamPorts.bulk };
   let sidecars: { client: ChildHandle; server: ChildHandle; bulk: ChildHandle };
   try {
-    for (const service of ["server", "bulk", "client"]) started.push(await spawnSidecar(service));
+    for (const service of ["server", "bulk", "client"]) started.push(spawnSidecar(service, await tokenFileFor(service), 0));
     const [server, bulk, client] = started as [ChildHandle, ChildHandle, ChildHandle];
     sidecars = { client, server, bulk };
     const isReady = (line: string): true | undefined => (line.includes('"sidecar ready"') ? true : undefined);
@@ -177,6 +198,11 @@ export async function startMesh(
     sidecars: { client, server, bulk },
     http,
     bulk: bulkTarget,
+    prepareSidecar: async (service) => {
+      const tokenFile = await tokenFileFor(service);
+      const admin = { host: LOOPBACK, port: await pickFreePort(LOOPBACK) };
+      return { launch: () => spawnSidecar(service, tokenFile, admin.port), admin };
+    },
     close: async () => {
       await Promise.all([client, server, bulk].map((s) => s.stop(5000)));
     },

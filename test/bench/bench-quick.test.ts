@@ -20,6 +20,10 @@ const LATENCY_AND_RATES: Array<keyof RoundFigures> = [
 ];
 const OPEN: Array<keyof RoundFigures> = ["openP50Us", "openP90Us", "openP99Us"];
 const CPU: Array<keyof RoundFigures> = ["cpuClosedUsPerReq", "cpuRps16UsPerReq", "cpuRps64UsPerReq"];
+const STARTUP: Array<keyof RoundFigures> = [
+  "startupReadyMs", "startupReadyMinMs", "startupReadyMaxMs",
+  "startupRssReadyKiB", "startupRssLaterKiB", "startupUssReadyKiB", "startupUssLaterKiB",
+];
 const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "idleConnsOpened", "rssAfterRoundKiB"];
 
 function runQuick(outDir: string): Promise<{ code: number | null; output: string }> {
@@ -76,6 +80,11 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
     if (p.id !== "direct") {
       for (const run of ["closed", "rps16", "rps64"] as const) assert.ok((round.cpu[run]?.requests ?? 0) > 0, `${p.id} CPU reading ${run}`);
     }
+    for (const k of STARTUP) {
+      if (p.id === "direct") assert.equal(round[k], null, "direct has no proxy to start");
+      else assert.ok(typeof round[k] === "number" && (round[k] as number) > 0, `${p.id}.${k} is a number > 0 (${why})`);
+    }
+    if (p.id !== "direct") assert.equal(round.startup?.starts.length, results.settings.startups, `${p.id}: every start recorded`);
     for (const k of MEMORY) {
       if (p.id === "direct") assert.equal(round[k], null, "direct has no proxy to weigh");
       else assert.equal(typeof round[k], "number", `${p.id}.${k} is a number (${why})`);
@@ -96,14 +105,16 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   if (results.paths.find((p) => p.id === "haproxy")!.skipped === null) {
     assert.equal(typeof results.ratios.oursOverHaproxy.rps16, "number");
     assert.equal(typeof results.ratios.oursOverHaproxy.cpuRps64UsPerReq, "number");
+    assert.equal(typeof results.ratios.oursOverHaproxy.startupReadyMs, "number");
   }
   assert.ok(ours.summary.closedAddedP50Us !== null);
 
   const md = readFileSync(join(outDir, "results.md"), "utf8");
   for (const id of PATHS) {
     const rows = md.split("\n").filter((l) => l.startsWith(`| ${id} |`));
-    assert.equal(rows.length, 5, `one ${id} row in each of the five tables`);
+    assert.equal(rows.length, 6, `one ${id} row in each of the six tables`);
   }
+  assert.match(md, /^\| path \| ready ms \| min ms \| max ms \| RSS at ready KiB \| RSS 2 s later KiB \| USS at ready KiB \| USS 2 s later KiB \|$/m);
   assert.match(md, /^## CPU per request .*\n\n.*\n\n\| path \| µs\/req closed loop @1 \| µs\/req keep-alive @16 \| µs\/req keep-alive @64 \|$/m);
   assert.match(md, /\| \*ours\/haproxy\* \|/);
   const perProcess = md.split("\n").filter((l) => /^\| \S+ \| (connect-sidecar|haproxy) \|/.test(l));

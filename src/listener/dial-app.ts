@@ -1,5 +1,5 @@
 import { connect, type Socket } from "node:net";
-import { connectDirect, type Result } from "../net/index.js";
+import type { Result } from "../net/index.js";
 
 /** Where the local application listens: loopback TCP, or a unix socket. */
 export type AppAddress = { host: string; port: number } | { socketPath: string };
@@ -7,21 +7,18 @@ export type AppAddress = { host: string; port: number } | { socketPath: string }
 /**
  * Connects to the local app and resolves with the connected socket (allowHalfOpen, no Nagle), or with
  * "app_unreachable" on an error or after `timeoutMs`, or with the signal's reason when `signal`
- * aborts first. Never rejects; a socket it does not hand out is destroyed. With `readScratch` the
- * socket is made by connectDirect() (reads into that shared buffer, for pipe() only).
+ * aborts first. Never rejects; a socket it does not hand out is destroyed.
  */
 export function dialApp<R extends string>(
   app: AppAddress,
   timeoutMs: number,
   signal: AbortSignal,
   abortReason: (signal: AbortSignal) => R,
-  readScratch?: Buffer,
 ): Promise<Result<Socket, "app_unreachable" | R>> {
   if (signal.aborted) return Promise.resolve({ ok: false, reason: abortReason(signal) });
   return new Promise((resolve) => {
     const opts = "socketPath" in app ? { path: app.socketPath, allowHalfOpen: true } : { host: app.host, port: app.port, allowHalfOpen: true, noDelay: true };
-    // With a scratch buffer the socket is read by pipe() in place (see connectDirect), and starts paused.
-    const sock = readScratch !== undefined ? connectDirect(opts, readScratch) : connect(opts);
+    const sock = connect(opts);
     const done = (r: Result<Socket, "app_unreachable" | R>): void => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);

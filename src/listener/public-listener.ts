@@ -4,7 +4,7 @@ import type { Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { Authorizer } from "../authz/index.js";
 import { createPeerIdentifier, type CertStore, type PeerIdentity, type PeerRejectReason, type TlsMaterial } from "../certs/index.js";
-import { ConfigError, isLoopbackHost, pipe, type PipeCloseReason } from "../net/index.js";
+import { ConfigError, isLoopbackHost, pipe, rawSocketOf, type PipeCloseReason } from "../net/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 import { serverTlsOptions } from "./tls-options.js";
@@ -99,7 +99,6 @@ const REJECT_REASONS: ReadonlySet<string> = new Set<string>([
 ]);
 
 const ignore = (): void => {};
-const READ_SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 
 // Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the
 // handshake's last flight and Node writes them after 'secureConnection' returns; a destroy in that
@@ -137,8 +136,6 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
   // issued under roots that are gone cannot resume past the new chain check.
   let ticketKeys = randomBytes(48);
   const peers = createPeerIdentifier();
-  // Every app socket of this listener reads into this one buffer; pipe() consumes each read at once.
-  const readScratch = Buffer.allocUnsafe(READ_SCRATCH_BYTES);
 
   const m = deps.metrics;
   const accepted = m.connectionsAccepted.labels(LISTENER);
@@ -177,7 +174,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     track(c, src);
 
     c.stage = "app"; // the app is touched only now
-    const app = await dialApp(s.app, s.localConnectTimeoutMs, c.stop.signal, (sig) => sig.reason as StopReason, readScratch);
+    const app = await dialApp(s.app, s.localConnectTimeoutMs, c.stop.signal, (sig) => sig.reason as StopReason);
     if (!app.ok) return app.reason;
     c.app = app.value;
     app.value.on("error", ignore);
@@ -221,10 +218,10 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     );
   }
 
-  // The TLS socket's `_parent` is the raw socket that 'connection' saw (Node's tls.Server wraps it
-  // in place); that is how the deadline started at TCP accept reaches the handshake's outcome.
+  // The raw socket that 'connection' saw (Node's tls.Server wraps it in place) is how the deadline
+  // started at TCP accept reaches the handshake's outcome.
   function settleHandshake(sock: TLSSocket, outcome: HandshakeOutcome): void {
-    const raw = (sock as TLSSocket & { _parent?: Socket })._parent;
+    const raw = rawSocketOf(sock);
     const c = raw === undefined ? undefined : handshaking.get(raw);
     if (c === undefined) return void sock.destroy(); // already finished (timeout, max_conns, shutdown)
     handshaking.delete(c.raw);

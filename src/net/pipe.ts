@@ -1,5 +1,6 @@
-import { connect, type NetConnectOpts, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
+import { readIntoScratch, resetOnDestroy } from "./node-internals.js";
 
 /** Why a piped connection ended: one string for the log line, the metric label and the test. */
 export type PipeCloseReason =
@@ -25,43 +26,11 @@ export interface PipeResult {
   bytesFromServer: number;
 }
 
-// A socket made by connectDirect(): its reads land in a scratch buffer shared by its owner's sockets
-// and are handed to `sink` synchronously, with no 'data' event and no fresh ArrayBuffer per read.
-const DIRECT = Symbol("connect-sidecar.directRead");
-interface DirectRead {
-  /** Set by pipe(); returns false to stop reading until resume(). */
-  sink: ((chunk: Buffer) => boolean) | undefined;
-  /** Copies of what arrived before pipe() took the socket over. */
-  early: Buffer[];
-}
-type DirectSocket = Socket & { [DIRECT]?: DirectRead };
-
-/**
- * net.connect() whose reads go into `scratch` (one buffer per owner, 64 KiB say) instead of a new
- * 64 KiB ArrayBuffer per read: less allocation per chunk and, in bulk transfers, far fewer major
- * GCs (V8 runs one per ~64 MB of ArrayBuffers that no scavenge freed). pipe() consumes each read
- * before the next one can happen: the peer's write() takes a view only when the peer is a TLS socket
- * with nothing queued (it encrypts the bytes inside write()), and a copy otherwise. The socket starts
- * paused; pipe() resumes it.
- */
-export function connectDirect(opts: NetConnectOpts, scratch: Buffer): Socket {
-  const relay: DirectRead = { sink: undefined, early: [] };
-  const sock: DirectSocket = connect({
-    ...opts,
-    onread: {
-      buffer: scratch,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-        if (relay.sink !== undefined) return relay.sink(chunk);
-        relay.early.push(Buffer.from(chunk)); // copy: the scratch is reused by the next read
-        return false;
-      },
-    },
-  });
-  sock[DIRECT] = relay;
-  sock.pause();
-  return sock;
-}
+// Every pipe of the process reads into this one buffer (see readIntoScratch): each read is written
+// on, or copied, before the next read of any socket can happen, so one buffer serves them all, and
+// no read allocates a new 64 KiB ArrayBuffer (V8 runs a major GC per ~64 MB of those in bulk).
+const SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
+let sharedScratch: Buffer | undefined;
 
 const CLOSE_REASONS: ReadonlySet<string> = new Set<PipeCloseReason>([
   "done", "client_reset", "server_reset", "client_error", "server_error", "idle_timeout", "revoked", "shutdown",
@@ -104,6 +73,7 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       }
     };
 
+    // A chunk that is the caller's to keep ('data' events, what was read before we attached).
     const onClientData = (chunk: Buffer): void => {
       bytesFromClient += chunk.length;
       active = true;
@@ -114,20 +84,19 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       active = true;
       if (!client.write(chunk)) server.pause();
     };
-    // Reads of a connectDirect() socket live in a shared scratch buffer: see connectDirect.
-    const clientDirect = (client as DirectSocket)[DIRECT];
-    const serverDirect = (server as DirectSocket)[DIRECT];
-    const clientTakesView = client instanceof TLSSocket;
+    // A read into the shared scratch: a TLS socket with nothing queued takes a view (it encrypts the
+    // bytes inside write()); any other socket may keep the buffer past write(), so it gets a copy.
     const serverTakesView = server instanceof TLSSocket;
-    const onClientChunk = (chunk: Buffer): boolean => {
-      bytesFromClient += chunk.length;
+    const clientTakesView = client instanceof TLSSocket;
+    const onClientRead = (n: number, buf: Buffer): boolean => {
+      bytesFromClient += n;
       active = true;
-      return server.write(serverTakesView && server.writableLength === 0 ? chunk : Buffer.from(chunk));
+      return server.write(serverTakesView && server.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
     };
-    const onServerChunk = (chunk: Buffer): boolean => {
-      bytesFromServer += chunk.length;
+    const onServerRead = (n: number, buf: Buffer): boolean => {
+      bytesFromServer += n;
       active = true;
-      return client.write(clientTakesView && client.writableLength === 0 ? chunk : Buffer.from(chunk));
+      return client.write(clientTakesView && client.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -186,8 +155,6 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     const settle = (): void => {
       if (idleTimer !== undefined) clearInterval(idleTimer);
       signal?.removeEventListener("abort", onAbort);
-      if (clientDirect !== undefined) clientDirect.sink = undefined;
-      if (serverDirect !== undefined) serverDirect.sink = undefined;
       client.off("data", onClientData).off("drain", onClientDrain).off("end", onClientEnd)
         .off("finish", onClientFinish).off("error", onClientError).off("close", onClientClose);
       server.off("data", onServerData).off("drain", onServerDrain).off("end", onServerEnd)
@@ -195,10 +162,6 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       resolve({ reason: reason ?? "done", bytesFromClient, bytesFromServer });
     };
 
-    if (clientDirect !== undefined) clientDirect.sink = onClientChunk;
-    else client.on("data", onClientData);
-    if (serverDirect !== undefined) serverDirect.sink = onServerChunk;
-    else server.on("data", onServerData);
     client.on("drain", onClientDrain).on("end", onClientEnd)
       .on("finish", onClientFinish).on("error", onClientError).on("close", onClientClose);
     server.on("drain", onServerDrain).on("end", onServerEnd)
@@ -214,10 +177,14 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     if (signal?.aborted) return onAbort();
     client.setNoDelay(true);
     server.setNoDelay(true);
-    // What a connectDirect() socket read before we attached goes first (a full peer pauses the
-    // reader on its next read, and its 'drain' resumes it).
-    if (clientDirect !== undefined) for (const c of clientDirect.early.splice(0)) onClientChunk(c);
-    if (serverDirect !== undefined) for (const c of serverDirect.early.splice(0)) onServerChunk(c);
+    // What a socket read before we attached goes first (a full peer pauses the reader on its next
+    // read, and its 'drain' resumes it); then every read goes to the scratch, or 'data' events where
+    // this Node cannot do that.
+    const scratch = (sharedScratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+    for (let c: Buffer | null = client.read(); c !== null; c = client.read()) onClientData(c);
+    for (let c: Buffer | null = server.read(); c !== null; c = server.read()) onServerData(c);
+    if (!readIntoScratch(client, scratch, onClientRead)) client.on("data", onClientData);
+    if (!readIntoScratch(server, scratch, onServerRead)) server.on("data", onServerData);
     // A caller may have paused a socket (say, while authorizing); adding 'data' does not undo that.
     client.resume();
     server.resume();
@@ -236,12 +203,7 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
 export function cut(sock: Socket): void {
   if (sock.destroyed || sock.writableEnded) return void sock.destroy();
   if (sock instanceof TLSSocket) {
-    // Node has no public reset for a TLS socket. Destroying one closes its TCP handle with
-    // handle.close(cb), later, off OpenSSL's stack; make that one call a reset (SO_LINGER 0, then
-    // close, then cb). Resetting the TCP socket directly would free the SSL under OpenSSL when we
-    // are called from inside a TLS callback (a segfault, seen in the tests).
-    const tcp = (sock as unknown as { _handle?: { _parent?: TcpHandle } | null })._handle?._parent;
-    if (tcp !== undefined && typeof tcp.reset === "function") tcp.close = tcp.reset;
+    resetOnDestroy(sock); // else a FIN: Node has no public reset for a TLS socket
     return void sock.destroy();
   }
   try {
@@ -251,10 +213,10 @@ export function cut(sock: Socket): void {
   }
 }
 
-/** The TCP handle under a socket (Node's TCPWrap): the two methods cut() uses. */
-interface TcpHandle {
-  reset?: (cb?: () => void) => number;
-  close: (cb?: () => void) => void;
+function copyOf(buf: Buffer, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  buf.copy(out, 0, 0, n);
+  return out;
 }
 
 function isReset(err: NodeJS.ErrnoException): boolean {

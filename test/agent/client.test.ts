@@ -121,7 +121,7 @@ test("keeps connections alive between requests", async (t) => {
   t.after(() => agent.close());
   const ports = new Set<unknown>();
   for (let i = 0; i < 6; i++) ports.add(((await agent.request({ method: "GET", path: "/v1/agent/services" })).body as { port: number }).port);
-  // undici may open a second socket while the first finishes its response, but it reuses them.
+  // A second socket may open while the first finishes its response, but they are reused.
   assert.ok(ports.size < 6, `6 requests used ${ports.size} connections`);
 });
 
@@ -361,6 +361,37 @@ test("a token HTTP cannot carry fails the request as unreachable, without the to
   );
   assert.deepEqual(reported, [0]);
   assert.equal(server.requests.length, 0);
+});
+
+test("a body over the cap closes its connection rather than returning it to the pool", async (t) => {
+  const sockets = watchClientSockets(t);
+  const big = JSON.stringify("x".repeat(4096));
+  const server = await startHttpServer(t, (req, res) => {
+    if (req.url?.startsWith("/v1/declared")) res.writeHead(200, { "Content-Length": String(big.length) });
+    else res.writeHead(200); // chunked
+    res.end(big);
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog }, { maxBodyBytes: 1024 });
+  t.after(() => agent.close());
+  for (const path of ["/v1/declared", "/v1/chunked"]) {
+    await assert.rejects(agent.request({ method: "GET", path }), isAgentError("bad_body"));
+    assert.equal(sockets.opened.length, 1, `${path}: one connection`);
+    // Destroyed by the time the request fails, not drained into the pool.
+    assert.ok(sockets.opened.pop()?.destroyed, `${path}: its connection is destroyed`);
+  }
+});
+
+test("a request on a pooled connection still times out waiting for the response head", { timeout: 30_000 }, async (t) => {
+  const seen = new Set<Socket>();
+  const server = await startHttpServer(t, (req, res) => {
+    seen.add(req.socket);
+    if (req.url?.startsWith("/v1/agent/self")) sendJson(res, 200, {}); // later requests get no answer
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog }, { requestTimeoutMs: 300 });
+  t.after(() => agent.close());
+  await agent.request({ method: "GET", path: "/v1/agent/self" });
+  await assert.rejects(agent.request({ method: "GET", path: "/v1/agent/services" }), isAgentError("unreachable"));
+  assert.equal(seen.size, 1, "the second request went out on the first one's connection");
 });
 
 test("a non-blocking request's timeout restarts with each body chunk; a body that stops is unreachable", { timeout: 30_000 }, async (t) => {

@@ -40,7 +40,7 @@ export class UsageError extends Error {
 // Consul's flags are single-dash long flags (`-sidecar-for web`): never split them into short groups.
 const PARSER_CONFIG = { "short-option-groups": false, "camel-case-expansion": true, "strip-aliased": true } as const;
 
-// Command modules, yargs, undici, pino and prom-client are loaded when first used, so a `proxy`
+// Command modules, yargs, pino and prom-client are loaded when first used, so a `proxy`
 // re-execs with its heap flags (ops/runtime-flags.ts) before any of them is, and never loads the
 // dev agent, the demo or @peculiar/x509.
 type Yargs = typeof import("yargs").default;

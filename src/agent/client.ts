@@ -1,9 +1,10 @@
-// The HTTP client for the local Consul agent: one undici Pool (keep-alive), the token header on
-// every request, blocking-aware timeouts, a body-size cap, and errors mapped to AgentError.
+// The HTTP client for the local Consul agent: one node:http(s) keep-alive Agent, the token header
+// on every request, blocking-aware timeouts, a body-size cap, and errors mapped to AgentError.
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
+import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from "node:http";
+import type { Socket } from "node:net";
 import { join } from "node:path";
-import type { Dispatcher } from "undici";
+import type { ConnectionOptions } from "node:tls";
 import type { Logger } from "pino";
 import { ConfigError } from "../net/index.js";
 import type { AgentConfig } from "./config.js";
@@ -67,16 +68,19 @@ export interface AgentClientOptions {
   maxBodyBytes?: number;
 }
 
-// undici is loaded by the first createAgentClient(), not at import: cli.ts parses flags (and
-// re-execs a proxy with its heap flags) before anything heavy is loaded.
-const require = createRequire(import.meta.url);
-
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 /** spec §1.4: with no `wait`, agent-cached endpoints block up to 10 min. */
 const SERVER_MAX_WAIT_MS = 10 * 60_000;
 /** Slack on top of wait + wait/16 (the server's jitter) before a blocking request times out. */
 const BLOCKING_MARGIN_MS = 15_000;
+// undici's defaults, kept when the client moved to node:http to save memory per sidecar.
+/** A new connection must be up (TCP, and TLS for https) within this, whatever the request's timeout. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** An idle pooled connection is closed after this, or 1 s before the server's Keep-Alive timeout if sooner. */
+const IDLE_SOCKET_MS = 4_000;
+/** TCP keep-alive probes start after this much silence (a blocking query is silent for minutes). */
+const TCP_KEEPALIVE_MS = 60_000;
 
 /**
  * Creates the agent client. Reads CA / client certificate files now; throws ConfigError when
@@ -90,17 +94,22 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
   const prefix = addr.scheme === "unix" ? "" : addr.pathPrefix;
   const origin =
     addr.scheme === "unix" ? `unix://${addr.socketPath}` : `${addr.scheme}://${formatHost(addr.host)}:${addr.port}${prefix}`;
-  const { Pool } = require("undici") as typeof import("undici");
-  const pool = new Pool(
-    addr.scheme === "unix" ? "http://localhost" : `${addr.scheme}://${formatHost(addr.host)}:${addr.port}`,
-    {
-      // spec §1.1: over a unix socket the Host header is `localhost`.
-      connect: addr.scheme === "unix" ? { socketPath: addr.socketPath } : addr.scheme === "https" ? tlsOptions(cfg) : {},
-      allowH2: false,
-      headersTimeout: requestTimeoutMs,
-      bodyTimeout: requestTimeoutMs,
-    },
-  );
+  // node:http(s) are loaded by the first createAgentClient(), not at import: cli.ts parses flags
+  // (and re-execs a proxy with its heap flags) before anything it does not need is loaded.
+  const secure = addr.scheme === "https";
+  const transport = secure ? process.getBuiltinModule("node:https") : process.getBuiltinModule("node:http");
+  // One pool with no socket cap (each blocking query holds a connection for minutes); HTTP/1.1 only.
+  const pool: Agent = new transport.Agent({
+    keepAlive: true,
+    keepAliveMsecs: TCP_KEEPALIVE_MS,
+    timeout: IDLE_SOCKET_MS, // node applies it to idle pooled sockets; requests run their own timers
+    ...(secure ? tlsOptions(cfg) : {}),
+  });
+  // spec §1.1: over a unix socket the Host header is `localhost`.
+  const target =
+    addr.scheme === "unix" ? { socketPath: addr.socketPath, host: "localhost" } : { host: addr.host, port: addr.port };
+  const connected = new WeakSet<Socket>(); // sockets past connect (and the TLS handshake)
+  const inFlight = new Set<Promise<unknown>>(); // what close() lets finish
   const closeCtl = new AbortController(); // ends blocking requests
   const destroyCtl = new AbortController(); // ends everything
   let token = cfg.token;
@@ -114,10 +123,16 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
     if (deps.log.isLevelEnabled("debug")) deps.log.debug({ endpoint, status, ms: Math.round(seconds * 1000) }, "agent request");
   }
 
-  async function request(req: AgentRequest): Promise<AgentResponse> {
+  function request(req: AgentRequest): Promise<AgentResponse> {
+    if (closed) return Promise.reject(new AgentError("aborted", `${req.method} ${req.path}: agent client closed`));
+    const job = exchange(req);
+    inFlight.add(job);
+    return job.finally(() => inFlight.delete(job));
+  }
+
+  async function exchange(req: AgentRequest): Promise<AgentResponse> {
     const label = `${req.method} ${req.path}`; // messages never carry the query string
     const endpoint = req.endpoint ?? endpointOf(req.path);
-    if (closed) throw new AgentError("aborted", `${label}: agent client closed`);
     const waitMs = blockingWaitMs(req.query);
     const timeoutMs = waitMs === undefined ? requestTimeoutMs : waitMs + waitMs / 16 + BLOCKING_MARGIN_MS;
     const lifetime = waitMs === undefined ? destroyCtl.signal : closeCtl.signal;
@@ -128,50 +143,108 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
     if (req.body !== undefined) {
       body = JSON.stringify(req.body);
       headers["content-type"] = "application/json";
+      headers["content-length"] = String(Buffer.byteLength(body));
     }
+    if (signal.aborted) throw transportError(label, signal.reason, signal, req.signal);
     const start = performance.now();
-    let res: Dispatcher.ResponseData;
+    using call = send(
+      { ...target, method: req.method, path: prefix + req.path + queryString(req.query, cfg.datacenter), headers },
+      body,
+      timeoutMs,
+      signal,
+    );
+    let res: IncomingMessage;
     try {
-      res = await pool.request({
-        method: req.method,
-        path: prefix + req.path + queryString(req.query, cfg.datacenter),
-        headers,
-        body,
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-      });
+      res = await call.response;
     } catch (err) {
       if (!signal.aborted) report(endpoint, 0, start); // an abort says nothing about the agent
       throw transportError(label, err, signal, req.signal);
     }
     lastContact = now();
+    const status = res.statusCode ?? 0;
+    const flat = flattenHeaders(res.rawHeaders);
     let text: string;
     try {
-      text = await readCapped(res, maxBodyBytes, label);
+      text = await readCapped(res, flat, { maxBytes: maxBodyBytes, label, onChunk: call.onChunk });
     } catch (err) {
-      report(endpoint, res.statusCode, start);
-      throw err instanceof AgentError ? err : transportError(label, err, signal, req.signal);
+      report(endpoint, status, start);
+      throw err instanceof AgentError ? err : transportError(label, call.cause(err), signal, req.signal);
     }
-    report(endpoint, res.statusCode, start);
-    if (res.statusCode < 200 || res.statusCode > 299) throw errorFromStatus(label, res.statusCode, redact(text, token));
+    report(endpoint, status, start);
+    if (status < 200 || status > 299) throw errorFromStatus(label, status, redact(text, token));
     let parsed: unknown;
     if (text !== "") {
       try {
         parsed = JSON.parse(text);
       } catch (err) {
-        throw new AgentError("bad_body", `${label}: response is not JSON`, { status: res.statusCode, cause: err });
+        throw new AgentError("bad_body", `${label}: response is not JSON`, { status, cause: err });
       }
     }
-    const flat = flattenHeaders(res.headers);
     const indexText = flat["x-consul-index"];
     return {
-      status: res.statusCode,
+      status,
       headers: flat,
       body: parsed,
       // The Go client ignores an unparseable index (spec §1.3); so do we.
       index: indexText !== undefined && /^\d+$/.test(indexText) ? Number(indexText) : undefined,
       contentHash: flat["x-consul-contenthash"] || undefined,
+    };
+  }
+
+  /**
+   * Sends one request on the pool with undici's timeouts: CONNECT_TIMEOUT_MS for a new connection,
+   * then `timeoutMs` for the response head and again for each gap between body chunks. A timeout or
+   * an abort destroys the request and its connection. Disposing of the call stops its timer and
+   * removes its abort listener.
+   */
+  function send(options: RequestOptions, body: string | undefined, timeoutMs: number, signal: AbortSignal): Call {
+    let req: ClientRequest | undefined;
+    let res: IncomingMessage | undefined;
+    let failure: Error | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let disposed = false;
+    const fail = (err: Error) => {
+      failure ??= err;
+      (res ?? req)?.destroy(err); // an unfinished response takes its socket down with it
+    };
+    const arm = (ms: number, phase: string) => {
+      clearTimeout(timer);
+      if (disposed) return;
+      timer = setTimeout(() => fail(timeoutError(phase, ms)), ms).unref();
+    };
+    const onAbort = () => fail(signal.reason instanceof Error ? signal.reason : new Error("aborted", { cause: signal.reason }));
+    signal.addEventListener("abort", onAbort, { once: true });
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      const r = transport.request({ ...options, agent: pool }); // a header node refuses throws: a rejection
+      req = r;
+      // Kept for the request's life: a socket error after the head (a body timeout, an abort) is
+      // re-emitted on the request, and an 'error' without a listener would end the process.
+      r.on("error", (err) => reject(failure ?? err));
+      r.on("socket", (sock: Socket) => {
+        if (connected.has(sock)) return arm(timeoutMs, "response headers"); // a pooled connection
+        arm(CONNECT_TIMEOUT_MS, "connect");
+        sock.once(secure ? "secureConnect" : "connect", () => {
+          connected.add(sock);
+          if (!res) arm(timeoutMs, "response headers");
+        });
+      });
+      r.on("response", (head: IncomingMessage) => {
+        res = head;
+        head.on("error", () => undefined); // the reader sees body errors through its iterator
+        arm(timeoutMs, "body data");
+        resolve(head);
+      });
+      r.end(body);
+    });
+    return {
+      response,
+      onChunk: () => void timer?.refresh(),
+      cause: (err) => failure ?? err,
+      [Symbol.dispose]() {
+        disposed = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      },
     };
   }
 
@@ -187,21 +260,45 @@ export function createAgentClient(cfg: AgentConfig, deps: AgentClientDeps, opts:
       if (closing) return closing;
       closed = true;
       closeCtl.abort(new Error("agent client closed"));
-      closing = pool.close().catch(() => undefined);
+      closing = Promise.allSettled(inFlight).then(() => destroyPool(pool));
       return closing;
     },
     async destroy(reason?: Error) {
       closed = true;
       closeCtl.abort(reason ?? new Error("agent client destroyed"));
       destroyCtl.abort(reason ?? new Error("agent client destroyed"));
-      await pool.destroy(reason ?? null).catch(() => undefined);
+      await destroyPool(pool);
     },
   };
 }
 
-function tlsOptions(cfg: AgentConfig): Record<string, unknown> {
+/** One request in flight on the pool (see send()). */
+interface Call extends Disposable {
+  /** The response head; rejects with the transport error (refused, reset, TLS, a timeout, the abort reason). */
+  response: Promise<IncomingMessage>;
+  /** Restarts the body timer; called for each body chunk. */
+  onChunk(): void;
+  /** The error this side ended the call with (a timeout, an abort), else `err`. */
+  cause(err: unknown): unknown;
+}
+
+function timeoutError(phase: string, ms: number): Error {
+  return Object.assign(new Error(`${phase} timed out after ${ms} ms`), { code: "ETIMEDOUT" });
+}
+
+/** Destroys every socket of the pool, in use or idle, and resolves once all of them have emitted 'close'. */
+async function destroyPool(pool: Agent): Promise<void> {
+  // The pool drops a socket on its 'close' event, so none of these has emitted it yet (`closed`
+  // turns true at destroy(), before the event).
+  const sockets = [...Object.values(pool.sockets), ...Object.values(pool.freeSockets)].flatMap((list) => list ?? []);
+  const allClosed = Promise.all(sockets.map((s) => new Promise((resolve) => s.once("close", resolve))));
+  pool.destroy();
+  await allClosed;
+}
+
+function tlsOptions(cfg: AgentConfig): ConnectionOptions {
   const t = cfg.tls;
-  const out: Record<string, unknown> = { rejectUnauthorized: t.verify };
+  const out: ConnectionOptions = { rejectUnauthorized: t.verify };
   const ca: string[] = [];
   if (t.caFile) ca.push(readConfigFile(t.caFile, "ca-file"));
   if (t.caPath) ca.push(...readCaPath(t.caPath));
@@ -278,8 +375,13 @@ function parseGoDurationMs(text: string): number | undefined {
   return Number(m[1]) * unit;
 }
 
-async function readCapped(res: Dispatcher.ResponseData, maxBytes: number, label: string): Promise<string> {
-  const declared = Number(res.headers["content-length"]);
+async function readCapped(
+  res: IncomingMessage,
+  headers: Record<string, string>,
+  opts: { maxBytes: number; label: string; onChunk: () => void },
+): Promise<string> {
+  const { maxBytes, label } = opts;
+  const declared = Number(headers["content-length"]);
   if (declared > maxBytes) {
     discard(res);
     throw new AgentError("bad_body", `${label}: body of ${declared} bytes exceeds the ${maxBytes}-byte limit`, {
@@ -288,7 +390,8 @@ async function readCapped(res: Dispatcher.ResponseData, maxBytes: number, label:
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    opts.onChunk();
     total += chunk.length;
     if (total > maxBytes) {
       discard(res);
@@ -299,10 +402,9 @@ async function readCapped(res: Dispatcher.ResponseData, maxBytes: number, label:
   return Buffer.concat(chunks, total).toString("utf8");
 }
 
-/** Drops a body we will not read; the connection is closed rather than drained. */
-function discard(res: Dispatcher.ResponseData): void {
-  res.body.on("error", () => undefined); // destroy() emits an AbortError nobody else listens for
-  res.body.destroy();
+/** Drops a body we will not read: destroying an unfinished response closes its connection rather than draining it. */
+function discard(res: IncomingMessage): void {
+  res.destroy();
 }
 
 function transportError(label: string, err: unknown, signal: AbortSignal, callerSignal: AbortSignal | undefined): AgentError {
@@ -315,13 +417,15 @@ function transportError(label: string, err: unknown, signal: AbortSignal, caller
   return new AgentError("unreachable", `${label}: agent unreachable: ${detail || String(err)}`, { cause: err });
 }
 
-function flattenHeaders(h: Dispatcher.ResponseData["headers"]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined) continue;
-    out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
+/** Header names lowercased, repeated headers joined with ", " (node's `headers` would drop some repeats). */
+function flattenHeaders(raw: string[]): Record<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const prev = out.get(name);
+    out.set(name, prev === undefined ? raw[i + 1]! : `${prev}, ${raw[i + 1]!}`);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 /** Templates for onRequest labels, longest prefix first, so metrics stay bounded. */

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import diagnosticsChannel from "node:diagnostics_channel";
+import type { Socket } from "node:net";
+import { test, type TestContext } from "node:test";
 import type { TLSSocket } from "node:tls";
 import { AgentError, createAgentClient } from "../../src/agent/index.js";
 import type { AgentConfig } from "../../src/agent/index.js";
 import { ConfigError } from "../../src/net/index.js";
+import { startBlackHole } from "../sockets.js";
 import {
   httpConfig,
   makePki,
@@ -16,6 +19,19 @@ import {
 } from "./fixtures.js";
 
 const TOKEN = "3f0c1d6e-2a4b-4c8d-9e0f-a1b2c3d4e5f6";
+
+/** Every TCP or unix client socket this process opens from now until the test ends, and which have emitted 'close'. */
+function watchClientSockets(t: TestContext): { opened: Socket[]; closed: Set<Socket> } {
+  const seen = { opened: [] as Socket[], closed: new Set<Socket>() };
+  const onSocket = (msg: unknown) => {
+    const sock = (msg as { socket: Socket }).socket;
+    seen.opened.push(sock);
+    sock.once("close", () => seen.closed.add(sock));
+  };
+  diagnosticsChannel.subscribe("net.client.socket", onSocket);
+  t.after(() => diagnosticsChannel.unsubscribe("net.client.socket", onSocket));
+  return seen;
+}
 
 function isAgentError(code: AgentError["code"], also: (e: AgentError) => boolean = () => true) {
   return (err: unknown) => {
@@ -105,7 +121,7 @@ test("keeps connections alive between requests", async (t) => {
   t.after(() => agent.close());
   const ports = new Set<unknown>();
   for (let i = 0; i < 6; i++) ports.add(((await agent.request({ method: "GET", path: "/v1/agent/services" })).body as { port: number }).port);
-  // undici may open a second socket while the first finishes its response, but it reuses them.
+  // A second socket may open while the first finishes its response, but they are reused.
   assert.ok(ports.size < 6, `6 requests used ${ports.size} connections`);
 });
 
@@ -316,4 +332,156 @@ test("an unreadable CA or client certificate file is a ConfigError at creation",
       ),
     (e: unknown) => e instanceof ConfigError && e.field === "client-key",
   );
+});
+
+test("joins repeated response headers with \", \", including those node's own parser keeps once", async (t) => {
+  const server = await startHttpServer(t, (_req, res) => {
+    res.setHeader("Retry-After", ["1", "2"]);
+    res.setHeader("X-Cache", ["HIT", "MISS"]);
+    sendJson(res, 200, {});
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog });
+  t.after(() => agent.close());
+  const res = await agent.request({ method: "GET", path: "/v1/agent/self" });
+  assert.equal(res.headers["retry-after"], "1, 2");
+  assert.equal(res.headers["x-cache"], "HIT, MISS");
+});
+
+test("a token HTTP cannot carry fails the request as unreachable, without the token in the message", async (t) => {
+  const server = await startHttpServer(t, (_req, res) => sendJson(res, 200, {}));
+  const reported: number[] = [];
+  const agent = createAgentClient(httpConfig(server, { token: "line1\nsecret-part" }), {
+    log: silentLog,
+    onRequest: (_e, status) => reported.push(status),
+  });
+  t.after(() => agent.close());
+  await assert.rejects(
+    agent.request({ method: "GET", path: "/v1/agent/self" }),
+    isAgentError("unreachable", (e) => !e.message.includes("secret-part")),
+  );
+  assert.deepEqual(reported, [0]);
+  assert.equal(server.requests.length, 0);
+});
+
+test("a body over the cap closes its connection rather than returning it to the pool", async (t) => {
+  const sockets = watchClientSockets(t);
+  const big = JSON.stringify("x".repeat(4096));
+  const server = await startHttpServer(t, (req, res) => {
+    if (req.url?.startsWith("/v1/declared")) res.writeHead(200, { "Content-Length": String(big.length) });
+    else res.writeHead(200); // chunked
+    res.end(big);
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog }, { maxBodyBytes: 1024 });
+  t.after(() => agent.close());
+  for (const path of ["/v1/declared", "/v1/chunked"]) {
+    await assert.rejects(agent.request({ method: "GET", path }), isAgentError("bad_body"));
+    assert.equal(sockets.opened.length, 1, `${path}: one connection`);
+    // Destroyed by the time the request fails, not drained into the pool.
+    assert.ok(sockets.opened.pop()?.destroyed, `${path}: its connection is destroyed`);
+  }
+});
+
+test("a request on a pooled connection still times out waiting for the response head", { timeout: 30_000 }, async (t) => {
+  const seen = new Set<Socket>();
+  const server = await startHttpServer(t, (req, res) => {
+    seen.add(req.socket);
+    if (req.url?.startsWith("/v1/agent/self")) sendJson(res, 200, {}); // later requests get no answer
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog }, { requestTimeoutMs: 300 });
+  t.after(() => agent.close());
+  await agent.request({ method: "GET", path: "/v1/agent/self" });
+  await assert.rejects(agent.request({ method: "GET", path: "/v1/agent/services" }), isAgentError("unreachable"));
+  assert.equal(seen.size, 1, "the second request went out on the first one's connection");
+});
+
+test("a non-blocking request's timeout restarts with each body chunk; a body that stops is unreachable", { timeout: 30_000 }, async (t) => {
+  const server = await startHttpServer(t, (req, res) => {
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.write("[0");
+    if (req.url?.startsWith("/v1/stalls")) return; // the rest never comes
+    // 15 chunks 200 ms apart: 3 s in all, longer than the 2 s timeout, with no gap near it.
+    let n = 0;
+    const tick = setInterval(() => {
+      n += 1;
+      if (n < 15) res.write(`,${n}`);
+      else {
+        clearInterval(tick);
+        res.end("]");
+      }
+    }, 200);
+    t.after(() => clearInterval(tick));
+  });
+  const reported: number[] = [];
+  const agent = createAgentClient(
+    httpConfig(server),
+    { log: silentLog, onRequest: (_e, status) => reported.push(status) },
+    { requestTimeoutMs: 2000 },
+  );
+  t.after(() => agent.close());
+  const slow = await agent.request({ method: "GET", path: "/v1/agent/services" });
+  assert.equal((slow.body as number[]).length, 15);
+  await assert.rejects(agent.request({ method: "GET", path: "/v1/stalls" }), isAgentError("unreachable", (e) => e.status === undefined));
+  assert.deepEqual(reported, [200, 200], "the stalled request had an answer head: it is reported with its status");
+});
+
+test("a connection that never finishes its TLS handshake fails within the connect timeout, even for a blocking request", { timeout: 60_000 }, async (t) => {
+  const { port } = await startBlackHole(t); // accepts TCP, never answers the ClientHello
+  const agent = createAgentClient(
+    { address: { scheme: "https", host: "127.0.0.1", port, pathPrefix: "" }, tls: { verify: true }, token: "" },
+    { log: silentLog },
+  );
+  t.after(() => agent.destroy());
+  await assert.rejects(
+    agent.request({ method: "GET", path: "/v1/agent/connect/ca/roots", query: { index: "7", wait: "5m" } }),
+    isAgentError("unreachable", (e) => e.message.includes("connect")),
+  );
+});
+
+test("close() lets a non-blocking request finish, ends blocking ones, then closes every connection", async (t) => {
+  const sockets = watchClientSockets(t);
+  let answer: (() => void) | undefined;
+  const server = await startHttpServer(t, (req, res) => {
+    if (req.url?.startsWith("/v1/agent/self")) answer = () => sendJson(res, 200, { late: true });
+    // the blocking request is never answered
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog });
+  const blocking = agent.request({ method: "GET", path: "/v1/agent/connect/ca/roots", query: { index: "3", wait: "5m" } });
+  const plain = agent.request({ method: "GET", path: "/v1/agent/self" });
+  await server.waitForRequests(2);
+  const closing = agent.close();
+  await assert.rejects(blocking, isAgentError("aborted"));
+  assert.ok(answer, "the plain request reached the server");
+  answer();
+  assert.deepEqual((await plain).body, { late: true });
+  await closing;
+  assert.equal(sockets.opened.length, 2);
+  assert.ok(
+    sockets.opened.every((s) => sockets.closed.has(s)),
+    "no connection is left once close() resolves",
+  );
+});
+
+test("destroy() ends requests in flight and closes every connection, idle or in use, before it resolves", async (t) => {
+  const sockets = watchClientSockets(t);
+  const server = await startHttpServer(t, (req, res) => {
+    if (!req.url?.includes("index=")) sendJson(res, 200, {}); // the blocking request is never answered
+  });
+  const agent = createAgentClient(httpConfig(server), { log: silentLog });
+  const blocking = agent.request({ method: "GET", path: "/v1/agent/connect/ca/roots", query: { index: "3", wait: "5m" } });
+  await server.waitForRequests(1);
+  await agent.request({ method: "GET", path: "/v1/agent/self" }); // its connection stays idle in the pool
+  assert.equal(sockets.opened.length, 2);
+  const ended = assert.rejects(blocking, isAgentError("aborted"));
+  const destroying = agent.destroy();
+  // At once: the pool's own idle timer would close the idle connection a few seconds later.
+  assert.ok(
+    sockets.opened.every((s) => s.destroyed),
+    "destroy() destroys every connection when called",
+  );
+  await destroying;
+  assert.ok(
+    sockets.opened.every((s) => sockets.closed.has(s)),
+    "no connection is left once destroy() resolves",
+  );
+  await ended;
 });

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { createServer as createNetServer, type Socket } from "node:net";
 import { test } from "node:test";
 import { createMaterialHolder, type MaterialHolder } from "../../src/certs/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
+import { startBlackHole } from "../sockets.js";
 import { closedWithData, connectionLine, counterValue, dial, portOf, roundTrip, SELF, startMesh, until, upstream, type Mesh } from "./harness.js";
 
 /** A cert store the test feeds from its own CAs: `ca` (our trust domain) plus any extra trusted roots. */
@@ -66,16 +66,7 @@ test("a server of another trust domain is refused even when its CA is trusted (s
 
 test("a failing handshake fails over to the next instance within connect_timeout_ms", async (t) => {
   const mesh = await startMesh(t);
-  // A black hole: accepts TCP, never answers the ClientHello.
-  const held = new Set<Socket>();
-  const hole = createNetServer((s) => void held.add(s.on("error", () => {})));
-  hole.listen(0, "127.0.0.1");
-  await once(hole, "listening");
-  t.after(() => {
-    for (const s of held) s.destroy();
-    hole.close();
-  });
-  const holePort = (hole.address() as { port: number }).port;
+  const holePort = (await startBlackHole(t)).port; // accepts TCP, never answers the ClientHello
   await mesh.put("/v1/agent/service/register", {
     Name: "db", ID: "db-hole", Address: "127.0.0.1", Port: holePort, Connect: { Native: true },
     Check: { CheckID: "db-hole-ttl", TTL: "600s", Status: "passing" },

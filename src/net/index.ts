@@ -3,7 +3,7 @@ export type { Result } from "./result.js";
 export { ConfigError } from "./config-error.js";
 export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duration.js";
 export { parseHostPort, isLoopbackHost } from "./address.js";
-export { cut, pipe } from "./pipe.js";
+export { bytesPiped, cut, pipe } from "./pipe.js";
 export { checkNodeInternals, rawSocketOf } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";

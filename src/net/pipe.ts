@@ -31,6 +31,14 @@ export interface PipeResult {
 // no read allocates a new 64 KiB ArrayBuffer (V8 runs a major GC per ~64 MB of those in bulk).
 const SCRATCH_BYTES = 64 * 1024; // libuv's read size for a TCP socket
 let sharedScratch: Buffer | undefined;
+// Bytes moved by every pipe of the process, so far: one add per chunk tells a process-wide "traffic
+// flowed" (the idle memory release must never pause a process that is carrying requests, however few).
+let bytesMoved = 0;
+
+/** Bytes every pipe of this process has moved, both ways, since it started. */
+export function bytesPiped(): number {
+  return bytesMoved;
+}
 
 const CLOSE_REASONS: ReadonlySet<string> = new Set<PipeCloseReason>([
   "done", "client_reset", "server_reset", "client_error", "server_error", "idle_timeout", "revoked", "shutdown",
@@ -76,11 +84,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     // A chunk that is the caller's to keep ('data' events, what was read before we attached).
     const onClientData = (chunk: Buffer): void => {
       bytesFromClient += chunk.length;
+      bytesMoved += chunk.length;
       active = true;
       if (!server.write(chunk)) client.pause();
     };
     const onServerData = (chunk: Buffer): void => {
       bytesFromServer += chunk.length;
+      bytesMoved += chunk.length;
       active = true;
       if (!client.write(chunk)) server.pause();
     };
@@ -90,11 +100,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     const clientTakesView = client instanceof TLSSocket;
     const onClientRead = (n: number, buf: Buffer): boolean => {
       bytesFromClient += n;
+      bytesMoved += n;
       active = true;
       return server.write(serverTakesView && server.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
+      bytesMoved += n;
       active = true;
       return client.write(clientTakesView && client.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
     };

@@ -15,16 +15,18 @@ interface ChildReport {
   lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
 }
 
-async function runChild(flags: string[], mode: "quiet" | "busy"): Promise<ChildReport> {
+async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
 
-test("release decision: only when quiet and grown past the floor by the threshold", () => {
-  const o = { intervalMs: 10_000, growthBytes: 16 * MiB, maxUtilization: 0.05 };
-  assert.equal(shouldRelease({ utilization: 0.01, rssBytes: 150 * MiB, floorBytes: 100 * MiB }, o), true);
-  assert.equal(shouldRelease({ utilization: 0.5, rssBytes: 150 * MiB, floorBytes: 100 * MiB }, o), false, "busy");
-  assert.equal(shouldRelease({ utilization: 0.01, rssBytes: 110 * MiB, floorBytes: 100 * MiB }, o), false, "not grown enough");
+test("release decision: only when quiet (no traffic, an idle loop) and grown past the floor by the threshold", () => {
+  const o = { growthBytes: 16 * MiB, maxUtilization: 0.05 };
+  const quiet = { utilization: 0.01, trafficFlowed: false, floorBytes: 100 * MiB };
+  assert.equal(shouldRelease({ ...quiet, rssBytes: 150 * MiB }, o), true);
+  assert.equal(shouldRelease({ ...quiet, utilization: 0.5, rssBytes: 150 * MiB }, o), false, "busy");
+  assert.equal(shouldRelease({ ...quiet, trafficFlowed: true, rssBytes: 150 * MiB }, o), false, "light traffic still flowing");
+  assert.equal(shouldRelease({ ...quiet, rssBytes: 110 * MiB }, o), false, "not grown enough");
 });
 
 test("after a burst of garbage, a quiet process gives V8's pooled pages back to the OS", async () => {
@@ -35,6 +37,12 @@ test("after a burst of garbage, a quiet process gives V8's pooled pages back to 
   // The churn leaves ~100 MB of freed V8 pages resident; the release returns most of them.
   assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
   assert.ok(released[0]!.rssAfterMiB! < released[0]!.rssBeforeMiB!);
+});
+
+test("a process carrying a trickle of traffic on an idle event loop is not paused for a release", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "trickle");
+  assert.equal(r.started, true);
+  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
 });
 
 test("a busy process is not paused for a release, and without --expose-gc the release is off", async () => {

@@ -16,7 +16,7 @@ import {
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
 import { startPublicListener, type PublicListener } from "../listener/index.js";
-import { ConfigError } from "../net/index.js";
+import { checkNodeInternals, ConfigError } from "../net/index.js";
 import {
   describeReadiness,
   formatHostPort,
@@ -75,6 +75,8 @@ type Phase =
  */
 export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promise<Sidecar> {
   const { log, metrics, now } = deps;
+  // A Node release that took away an internal the data path uses costs CPU, never correctness: say so.
+  for (const problem of checkNodeInternals()) log.error({ node: process.versions.node }, `node internals changed: ${problem}`);
   const stop = new AbortController();
   let phase: Phase = { t: "running" };
   let agentDownSinceMs: number | undefined;

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import yargs from "yargs";
-import { COMMANDS, parseFlags } from "../../src/cli.js";
+import { COMMANDS, parseFlags } from "../../src/cli/index.js";
 import { RUNS } from "../fuzz/arbitraries.js";
 
 const NO_COMMAND = "name a command: proxy, dev-agent or demo";

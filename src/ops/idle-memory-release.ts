@@ -20,6 +20,11 @@ export interface IdleMemoryReleaseOptions {
 }
 
 export interface IdleMemoryRelease {
+  /**
+   * Looks once more after `ms` of quiet, besides the regular interval: for the end of a busy spell
+   * the caller knows about (the sidecar calls it at ready: start-up is its busiest spell).
+   */
+  checkAfter(ms: number): void;
   close(): void;
 }
 
@@ -47,7 +52,7 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
   };
   let floorBytes = process.memoryUsage.rss();
   let last: EventLoopUtilization = performance.eventLoopUtilization();
-  const timer = setInterval(() => {
+  const look = (): void => {
     const now = performance.eventLoopUtilization();
     const { utilization } = performance.eventLoopUtilization(now, last);
     last = now;
@@ -62,7 +67,20 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
     );
     // The pause itself must not count as busy time in the next interval.
     last = performance.eventLoopUtilization();
-  }, o.intervalMs);
+  };
+  const timer = setInterval(look, o.intervalMs);
   timer.unref();
-  return { close: () => clearInterval(timer) };
+  let soon: NodeJS.Timeout | undefined;
+  return {
+    checkAfter(ms) {
+      clearTimeout(soon);
+      last = performance.eventLoopUtilization(); // quiet is judged from now on
+      soon = setTimeout(look, ms);
+      soon.unref();
+    },
+    close() {
+      clearInterval(timer);
+      clearTimeout(soon);
+    },
+  };
 }

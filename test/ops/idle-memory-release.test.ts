@@ -15,7 +15,7 @@ interface ChildReport {
   lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
 }
 
-async function runChild(flags: string[], mode: "quiet" | "busy"): Promise<ChildReport> {
+async function runChild(flags: string[], mode: "quiet" | "busy" | "soon"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
@@ -35,6 +35,13 @@ test("after a burst of garbage, a quiet process gives V8's pooled pages back to 
   // The churn leaves ~100 MB of freed V8 pages resident; the release returns most of them.
   assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
   assert.ok(released[0]!.rssAfterMiB! < released[0]!.rssBeforeMiB!);
+});
+
+test("checkAfter looks once after the given quiet time, long before the next interval", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "soon");
+  const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
+  assert.equal(released.length, 1, JSON.stringify(r.lines));
+  assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
 });
 
 test("a busy process is not paused for a release, and without --expose-gc the release is off", async () => {

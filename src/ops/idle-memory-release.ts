@@ -35,6 +35,16 @@ export function shouldRelease(s: { utilization: number; rssBytes: number; floorB
   return s.utilization < o.maxUtilization && s.rssBytes > s.floorBytes + o.growthBytes;
 }
 
+// process.memoryUsage.rss() reads /proc/self/stat and throws when it cannot open it (EMFILE while a
+// connection flood holds every fd): then this look is skipped, never the process ended.
+function readRss(): number | undefined {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Starts the release loop. Returns undefined (and logs why at debug) when gc() is not exposed:
  * the process was started without --expose-gc (the proxy command adds it; see runtime-flags.ts).
@@ -50,17 +60,17 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
     growthBytes: options.growthBytes ?? 8 * MiB,
     maxUtilization: options.maxUtilization ?? 0.05,
   };
-  let floorBytes = process.memoryUsage.rss();
+  let floorBytes = readRss() ?? 0;
   let last: EventLoopUtilization = performance.eventLoopUtilization();
   const look = (): void => {
     const now = performance.eventLoopUtilization();
     const { utilization } = performance.eventLoopUtilization(now, last);
     last = now;
-    const rssBytes = process.memoryUsage.rss();
-    if (!shouldRelease({ utilization, rssBytes, floorBytes }, o)) return;
+    const rssBytes = readRss();
+    if (rssBytes === undefined || !shouldRelease({ utilization, rssBytes, floorBytes }, o)) return;
     const t0 = performance.now();
     (gc as ExposedGc)({ type: "major", execution: "sync", flavor: "last-resort" });
-    floorBytes = process.memoryUsage.rss();
+    floorBytes = readRss() ?? rssBytes;
     log.info(
       { rssBeforeMiB: Math.round(rssBytes / MiB), rssAfterMiB: Math.round(floorBytes / MiB), pauseMs: Math.round(performance.now() - t0) },
       "released idle memory to the OS",

@@ -15,7 +15,7 @@ interface ChildReport {
   lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
 }
 
-async function runChild(flags: string[], mode: "quiet" | "busy" | "soon"): Promise<ChildReport> {
+async function runChild(flags: string[], mode: "quiet" | "busy" | "soon" | "no-fds"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
@@ -42,6 +42,12 @@ test("checkAfter looks once after the given quiet time, long before the next int
   const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
   assert.equal(released.length, 1, JSON.stringify(r.lines));
   assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
+});
+
+test("a look that cannot read RSS (EMFILE: no fd left) is skipped; the process lives on", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "no-fds");
+  assert.equal(r.started, true);
+  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
 });
 
 test("a busy process is not paused for a release, and without --expose-gc the release is off", async () => {

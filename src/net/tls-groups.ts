@@ -20,7 +20,9 @@ export const TLS_GROUPS = process.env.CONNECT_SIDECAR_TLS_GROUPS?.trim() || DEFA
 /** Throws ConfigError naming CONNECT_SIDECAR_TLS_GROUPS when OpenSSL does not accept the group list. */
 export function checkTlsGroups(): void {
   try {
-    createSecureContext({ ecdhCurve: TLS_GROUPS });
+    // ca: [] because without a CA list Node fills the context with its ~150 bundled root certificates
+    // (6 ms of a sidecar's start-up); this context only tries the group list.
+    createSecureContext({ ecdhCurve: TLS_GROUPS, ca: [] });
   } catch (err) {
     throw new ConfigError(
       "CONNECT_SIDECAR_TLS_GROUPS",

@@ -25,6 +25,11 @@ export interface IdleMemoryReleaseOptions {
 }
 
 export interface IdleMemoryRelease {
+  /**
+   * Looks once more after `ms` of quiet, besides the regular interval: for the end of a busy spell
+   * the caller knows about (the sidecar calls it at ready: start-up is its busiest spell).
+   */
+  checkAfter(ms: number): void;
   close(): void;
 }
 
@@ -36,6 +41,16 @@ export function shouldRelease(
   o: Pick<Required<IdleMemoryReleaseOptions>, "growthBytes" | "maxUtilization">,
 ): boolean {
   return !s.trafficFlowed && s.utilization < o.maxUtilization && s.rssBytes > s.floorBytes + o.growthBytes;
+}
+
+// process.memoryUsage.rss() reads /proc/self/stat and throws when it cannot open it (EMFILE while a
+// connection flood holds every fd): then this look is skipped, never the process ended.
+function readRss(): number | undefined {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -54,28 +69,42 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
     maxUtilization: options.maxUtilization ?? 0.05,
     activity: options.activity ?? bytesPiped,
   };
-  let floorBytes = process.memoryUsage.rss();
+  let floorBytes = readRss() ?? 0;
   let last: EventLoopUtilization = performance.eventLoopUtilization();
   let lastActivity = o.activity();
-  const timer = setInterval(() => {
+  const look = (): void => {
     const now = performance.eventLoopUtilization();
     const { utilization } = performance.eventLoopUtilization(now, last);
     last = now;
     const activity = o.activity();
     const trafficFlowed = activity !== lastActivity;
     lastActivity = activity;
-    const rssBytes = process.memoryUsage.rss();
-    if (!shouldRelease({ utilization, trafficFlowed, rssBytes, floorBytes }, o)) return;
+    const rssBytes = readRss();
+    if (rssBytes === undefined || !shouldRelease({ utilization, trafficFlowed, rssBytes, floorBytes }, o)) return;
     const t0 = performance.now();
     (gc as ExposedGc)({ type: "major", execution: "sync", flavor: "last-resort" });
-    floorBytes = process.memoryUsage.rss();
+    floorBytes = readRss() ?? rssBytes;
     log.info(
       { rssBeforeMiB: Math.round(rssBytes / MiB), rssAfterMiB: Math.round(floorBytes / MiB), pauseMs: Math.round(performance.now() - t0) },
       "released idle memory to the OS",
     );
     // The pause itself must not count as busy time in the next interval.
     last = performance.eventLoopUtilization();
-  }, o.intervalMs);
+  };
+  const timer = setInterval(look, o.intervalMs);
   timer.unref();
-  return { close: () => clearInterval(timer) };
+  let soon: NodeJS.Timeout | undefined;
+  return {
+    checkAfter(ms) {
+      clearTimeout(soon);
+      last = performance.eventLoopUtilization(); // quiet is judged from now on
+      lastActivity = o.activity();
+      soon = setTimeout(look, ms);
+      soon.unref();
+    },
+    close() {
+      clearInterval(timer);
+      clearTimeout(soon);
+    },
+  };
 }

@@ -1,7 +1,11 @@
 import { createRequire } from "node:module";
-import type { Registry } from "prom-client";
+import type { Counter as CounterT, Gauge as GaugeT, Histogram as HistogramT, Registry } from "prom-client";
 
-// prom-client is loaded by the first createMetrics(), not at import (see logger.ts).
+// prom-client is loaded by the first createMetrics(), not at import (see logger.ts), and from its lib/
+// files, not its index: the index also loads the Pushgateway (http, https, zlib), the cluster
+// aggregator and Summary (tdigest), and its process CPU metric loads @opentelemetry/api (51 files) for
+// exemplars we never record: 70 of the ~500 modules a sidecar loaded, none of which it runs. The
+// classes are the same objects the index exports (one CommonJS module per file).
 const require = createRequire(import.meta.url);
 
 // Prometheus names follow the conventions: base units, `_total` counters, one `connect_sidecar_` prefix.
@@ -9,11 +13,77 @@ const require = createRequire(import.meta.url);
 // instances (bounded by the catalog), agent endpoints (a fixed set of path templates). Never a peer address.
 const P = "connect_sidecar_";
 
+/**
+ * prom-client's default metrics after process CPU, in collectDefaultMetrics()'s order
+ * (lib/defaultMetrics.js; processResources is there whenever process.getActiveResourcesInfo is, as
+ * on every Node this runs on), each registered from its own lib/metrics/ file.
+ */
+const DEFAULT_METRIC_FILES = [
+  "processStartTime",
+  "osMemoryHeap",
+  "processOpenFileDescriptors",
+  "processMaxFileDescriptors",
+  "eventLoopLag",
+  "processResources",
+  "processHandles",
+  "processRequests",
+  "heapSizeAndUsed",
+  "heapSpacesSizeAndUsed",
+  "version",
+  "gc",
+] as const;
+
+type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
+
+/** Registers prom-client's default process metrics on `registry` under `prefix`, as collectDefaultMetrics() does. */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  processCpuMetrics(registry, prefix); // first, as in collectDefaultMetrics
+  const config = { prefix, eventLoopMonitoringPrecision: 10 }; // collectDefaultMetrics' default precision
+  for (const name of DEFAULT_METRIC_FILES) (require(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
+}
+
+/**
+ * process_cpu_user_seconds_total, process_cpu_system_seconds_total and process_cpu_seconds_total,
+ * with the names, help and values of prom-client's lib/metrics/processCpuTotal.js (CPU time since
+ * registration, brought up to date on each scrape), minus its exemplar support, which is what
+ * requires @opentelemetry/api.
+ */
+function processCpuMetrics(registry: Registry, prefix: string): void {
+  const { Counter } = promClient();
+  let last = process.cpuUsage();
+  const user: CounterT = new Counter({
+    name: `${prefix}process_cpu_user_seconds_total`,
+    help: "Total user CPU time spent in seconds.",
+    registers: [registry],
+    // One collect() brings all three up to date, as in prom-client.
+    collect() {
+      const now = process.cpuUsage();
+      const userMicros = now.user - last.user;
+      const systemMicros = now.system - last.system;
+      last = now;
+      user.inc(userMicros / 1e6);
+      system.inc(systemMicros / 1e6);
+      total.inc((userMicros + systemMicros) / 1e6);
+    },
+  });
+  const system: CounterT = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: "Total system CPU time spent in seconds.", registers: [registry] });
+  const total: CounterT = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: "Total user and system CPU time spent in seconds.", registers: [registry] });
+}
+
+function promClient() {
+  return {
+    Registry: require("prom-client/lib/registry") as typeof Registry,
+    Counter: require("prom-client/lib/counter") as typeof CounterT,
+    Gauge: require("prom-client/lib/gauge") as typeof GaugeT,
+    Histogram: require("prom-client/lib/histogram") as typeof HistogramT,
+  };
+}
+
 /** Creates every metric the sidecar exports on `registry` (a fresh one per sidecar; tests make their own). */
 export function createMetrics(registry?: Registry, opts: { processMetrics?: boolean } = {}) {
-  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = require("prom-client") as typeof import("prom-client");
+  const { Counter, Gauge, Histogram, Registry } = promClient();
   registry ??= new Registry();
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: P });
+  if (opts.processMetrics !== false) collectProcessMetrics(registry, P);
   const reg = [registry];
   return {
     registry,

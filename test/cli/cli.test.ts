@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { test } from "node:test";
-import { parseCommand, type Command } from "../../src/cli.js";
+import { parseCommand, type Command } from "../../src/cli/index.js";
 import { ConfigError } from "../../src/net/index.js";
 import { startCli } from "../e2e/child.js";
 

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { ConfigError } from "../../src/net/index.js";
 import { RUNS } from "./arbitraries.js";
 
-const cli = await import("../../src/cli.js");
+const cli = await import("../../src/cli/index.js");
 const { parseCommand, UsageError } = cli;
 
 const PROXY_FLAGS = [

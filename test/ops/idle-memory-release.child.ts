@@ -1,7 +1,9 @@
 // Run by idle-memory-release.test.ts as `node --expose-gc --max-semi-space-size=2 <this> <mode>`:
 // churns ~150 MB of short-lived objects (freed, but V8 keeps their pages pooled), then either stays
 // quiet ("quiet"), keeps the event loop busy ("busy"), or stays idle but for a trickle of traffic
-// seen by the activity count ("trickle") while the release loop runs every 200 ms.
+// seen by the activity count ("trickle") while the release loop runs every 200 ms, or ("soon") stays
+// quiet with a 60 s interval after asking for a look in 300 ms, or ("no-fds") does that while
+// process.memoryUsage.rss() throws EMFILE.
 // Prints one JSON line: RSS after the churn, RSS at the end, and the release log lines.
 import { createLogger } from "../../src/ops/index.js";
 import { startIdleMemoryRelease } from "../../src/ops/idle-memory-release.js";
@@ -10,7 +12,12 @@ const mode = process.argv[2];
 const lines: unknown[] = [];
 const log = createLogger({ level: "debug", json: true, destination: { write: (l: string) => void lines.push(JSON.parse(l)) } });
 let moved = 0; // the trickle's bytes, standing in for bytesPiped()
-const release = startIdleMemoryRelease(log, { intervalMs: 200, growthBytes: 32 * 1024 * 1024, activity: () => moved });
+// "soon": the interval is too long to look within the test; only checkAfter() can release.
+const release = startIdleMemoryRelease(log, {
+  intervalMs: mode === "soon" || mode === "no-fds" ? 60_000 : 200,
+  growthBytes: 32 * 1024 * 1024,
+  activity: () => moved,
+});
 
 let keep: object[] = [];
 for (let round = 0; round < 60; round++) {
@@ -32,7 +39,10 @@ if (mode === "busy") {
     await new Promise((r) => setTimeout(r, 20));
   }
 } else {
+  if (mode === "soon" || mode === "no-fds") release?.checkAfter(300);
+  // No fd left to open /proc/self/stat: what process.memoryUsage.rss() throws under a connection flood.
+  if (mode === "no-fds") process.memoryUsage.rss = () => { throw Object.assign(new Error("EMFILE: too many open files, uv_resident_set_memory"), { code: "EMFILE" }); };
   await new Promise((r) => setTimeout(r, until - Date.now()));
 }
 release?.close();
-process.stdout.write(`${JSON.stringify({ started: release !== undefined, rssAfterChurn, rssEnd: process.memoryUsage.rss(), lines })}\n`);
+process.stdout.write(`${JSON.stringify({ started: release !== undefined, rssAfterChurn, rssEnd: mode === "no-fds" ? 0 : process.memoryUsage.rss(), lines })}\n`);

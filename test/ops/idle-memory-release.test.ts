@@ -15,7 +15,7 @@ interface ChildReport {
   lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
 }
 
-async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle"): Promise<ChildReport> {
+async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle" | "soon" | "no-fds"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
@@ -41,6 +41,19 @@ test("after a burst of garbage, a quiet process gives V8's pooled pages back to 
 
 test("a process carrying a trickle of traffic on an idle event loop is not paused for a release", async () => {
   const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "trickle");
+  assert.equal(r.started, true);
+  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+});
+
+test("checkAfter looks once after the given quiet time, long before the next interval", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "soon");
+  const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
+  assert.equal(released.length, 1, JSON.stringify(r.lines));
+  assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
+});
+
+test("a look that cannot read RSS (EMFILE: no fd left) is skipped; the process lives on", async () => {
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "no-fds");
   assert.equal(r.started, true);
   assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
 });

@@ -1,0 +1,114 @@
+// Start-up and idle footprint of one sidecar: `node dist/bench/startup.js [--runs 5] [--cli <other cli.js>]…`
+// (not part of CI). The in-process dev agent holds `web` with a sidecar registration (one upstream);
+// each run spawns `node <cli.js> proxy -sidecar-for web` as a user would and reports, median of the
+// runs: spawn → first 200 from /ready (polled every 2 ms), the process's CPU at that moment (both
+// Node boots included: execve keeps the PID and its CPU time), and its RSS split into anonymous and
+// file-backed pages (/proc/<pid>/smaps_rollup) --settle-ms after ready. Several --cli are interleaved
+// run by run and compared with the first, so a shared machine's load hits them alike.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { request } from "node:http";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { createAgentClient, registerService, resolveAgentConfig } from "../src/agent/index.js";
+import { startDevAgent } from "../src/dev-agent/index.js";
+import { pickFreePort as freePort } from "../src/net/index.js";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    "settle-ms": { type: "string", default: "3000" },
+    // Builds to compare (their dist/src/cli.js); this build's when none is given.
+    cli: { type: "string", multiple: true },
+    // More arguments for every proxy, e.g. --args="-checklist-interval 0".
+    args: { type: "string", default: "" },
+  },
+});
+const clis = values.cli ?? [fileURLToPath(new URL("../src/cli.js", import.meta.url))];
+const runs = Number(values.runs);
+const settleMs = Number(values["settle-ms"]);
+const extraArgs = values.args.split(/\s+/).filter((a) => a !== "");
+const MiB = 1024 * 1024;
+
+interface Sample { readyMs: number; cpuMs: number; rssMiB: number; anonMiB: number; fileMiB: number }
+
+function status(port: number, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", () => resolve(0));
+    req.end();
+  });
+}
+
+/** utime + stime of `pid` in ms (Linux: fields 14 and 15 of /proc/<pid>/stat, in USER_HZ = 100). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function footprint(pid: number): Pick<Sample, "rssMiB" | "anonMiB" | "fileMiB"> {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(text)![1]);
+  const rss = kib("Rss") * 1024;
+  const anon = kib("Anonymous") * 1024;
+  return { rssMiB: rss / MiB, anonMiB: anon / MiB, fileMiB: (rss - anon) / MiB };
+}
+
+async function runOnce(cli: string, agentAddr: string, adminPort: number): Promise<Sample> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [cli, "proxy", "-sidecar-for", "web", "-http-addr", agentAddr, "-metrics-addr", `127.0.0.1:${adminPort}`, ...extraArgs], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = once(child, "exit");
+  try {
+    for (;;) {
+      if ((await status(adminPort, "/ready")) === 200) break;
+      if (child.exitCode !== null) throw new Error(`${cli} exited ${child.exitCode} before it was ready`);
+      await sleep(2);
+    }
+    const readyMs = performance.now() - t0;
+    const cpu = cpuMs(child.pid!);
+    await sleep(settleMs);
+    return { readyMs, cpuMs: cpu, ...footprint(child.pid!) };
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const quiet = pino({ level: "silent" });
+const dev = await startDevAgent({ log: quiet });
+const mgmt = createAgentClient(resolveAgentConfig({ httpAddr: dev.address, token: dev.managementToken }, {}), { log: quiet });
+try {
+  const [appPort, sidecarPort, upstreamPort, adminPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  await registerService(mgmt, {
+    Name: "web", ID: "web", Address: "127.0.0.1", Port: appPort,
+    Connect: { SidecarService: { Port: sidecarPort, Proxy: { Upstreams: [{ DestinationName: "web", LocalBindPort: upstreamPort }] } } },
+  });
+  const samples: Sample[][] = clis.map(() => []);
+  for (let r = 0; r < runs; r++) {
+    for (const [i, cli] of clis.entries()) samples[i]!.push(await runOnce(cli, dev.address, adminPort));
+  }
+  console.log(`| cli | spawn → /ready 200 (ms) | CPU to ready (ms) | RSS at ready + ${settleMs} ms (MiB) | anon | file-backed |`);
+  console.log("|---|---:|---:|---:|---:|---:|");
+  const base = samples[0]!;
+  for (const [i, s] of samples.entries()) {
+    const cell = (k: keyof Sample, digits: number) => {
+      const m = median(s.map((x) => x[k]));
+      return i === 0 ? m.toFixed(digits) : `${m.toFixed(digits)} (${(m / median(base.map((x) => x[k]))).toFixed(2)}×)`;
+    };
+    console.log(`| ${clis[i]} | ${cell("readyMs", 0)} | ${cell("cpuMs", 0)} | ${cell("rssMiB", 1)} | ${cell("anonMiB", 1)} | ${cell("fileMiB", 1)} |`);
+  }
+  console.log(`\nmedians of ${runs} runs each, interleaved; node ${process.versions.node}`);
+} finally {
+  await mgmt.close();
+  await dev.stop();
+}

@@ -1,0 +1,157 @@
+// Runs the CLI: parses the command line, then runs the command until it ends, and says how it ended
+// with the exit code. Every flag error exits 2 without a stack trace.
+import { readFileSync } from "node:fs";
+import { ConfigError, findFreePort } from "../net/index.js";
+import { createLogger, createMetrics, startIdleMemoryRelease, type Logger } from "../ops/index.js";
+import type { DevAgentOptions } from "../dev-agent/index.js";
+import type { SidecarOptions } from "../sidecar/index.js";
+import { parseCommand, type Command } from "./command-line.js";
+import { UsageError } from "./flags.js";
+
+/** Exit codes: 0 clean, 1 runtime failure (or connections cut at shutdown), 2 bad usage. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Runs the CLI: parses, then runs the command until it ends. Resolves with the exit code. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let command: Command;
+  try {
+    command = await parseCommand(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${argv[0] === "proxy" || argv[0] === "dev-agent" || argv[0] === "demo" ? `${argv[0]} ` : ""}-help" for the flags.\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  if (command.cmd === "help") {
+    process.stdout.write(`${command.text}\n`);
+    return EXIT_OK;
+  }
+  const log = createLogger(command.cmd === "doctor" ? { ...command.log, fd: 2 } : command.log);
+  installCrashHandlers(log);
+  log.info(
+    { version: packageVersion(), node: process.versions.node, openssl: process.versions.openssl, command: command.cmd, pid: process.pid },
+    `connect-sidecar ${command.cmd} starting (node ${process.versions.node}, openssl ${process.versions.openssl})`,
+  );
+  try {
+    switch (command.cmd) {
+      case "proxy":
+        return await runProxyCommand(command.opts, log);
+      case "dev-agent":
+        return await runDevAgentCommand(command.opts, log);
+      case "doctor": {
+        const { runDoctor, formatReport, doctorExitCode } = await import("../doctor/index.js");
+        const report = await runDoctor(command.opts, { log, now: Date.now });
+        process.stdout.write(formatReport(report, { json: command.json }));
+        return doctorExitCode(report);
+      }
+      case "demo": {
+        const { runDemo } = await import("../demo/index.js");
+        return await runDemo(command.opts, { log, cliPath: new URL("../cli.js", import.meta.url).pathname });
+      }
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.error({ field: err.field }, err.message);
+      return EXIT_USAGE;
+    }
+    log.error({ err }, "connect-sidecar failed");
+    return EXIT_FAILURE;
+  }
+}
+
+async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<number> {
+  const { runSidecar } = await import("../sidecar/index.js");
+  const src = opts.source;
+  if (src.t === "static" && src.listen === undefined && src.pickListenPort !== undefined) {
+    const { min, max } = src.pickListenPort;
+    // Checked against this host's sockets, not only the agent's registrations (spec §6.2 picks by the latter).
+    src.listen = { host: "0.0.0.0", port: await findFreePort("0.0.0.0", min, max, "sidecar-min-port") };
+    log.info({ listen: `0.0.0.0:${src.listen.port}`, range: `${min}-${max}` }, "picked a free public listener port from the sidecar range");
+  }
+  const metrics = createMetrics();
+  const sidecar = await runSidecar(opts, { log, metrics, now: Date.now });
+  const memoryRelease = opts.idleMemoryRelease === true ? startIdleMemoryRelease(log) : undefined;
+  log.info({ metrics: `${sidecar.adminUrl()}/metrics`, ready: `${sidecar.adminUrl()}/ready` }, `admin server listening on ${sidecar.adminUrl()}`);
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, "second signal: exiting now");
+        sidecar.destroy();
+        return resolve(EXIT_FAILURE);
+      }
+      stopping = true;
+      memoryRelease?.close();
+      log.info({ signal, drainTimeoutMs: opts.drainTimeoutMs }, "shutting down: draining live connections");
+      void sidecar.close(opts.drainTimeoutMs).then(resolve);
+    };
+    const reload = (): void => sidecar.reloadToken();
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    process.on("SIGHUP", reload);
+    sidecar.ready.then(
+      () => {
+        log.info({ admin: sidecar.adminUrl() }, "sidecar ready");
+        // Start-up leaves ~5 MB of garbage and pooled V8 pages that an idle sidecar would otherwise
+        // keep until the release's first interval (10 s): look after 2 s of quiet instead.
+        memoryRelease?.checkAfter(2_000);
+      },
+      (err: unknown) => {
+        if (stopping) return;
+        stopping = true;
+        if (err instanceof ConfigError) log.error({ field: err.field }, err.message);
+        else log.error({ err }, "sidecar failed to start");
+        void sidecar.close(0).then(() => resolve(err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILURE));
+      },
+    );
+  });
+}
+
+async function runDevAgentCommand(opts: DevAgentOptions, log: Logger): Promise<number> {
+  const { startDevAgent } = await import("../dev-agent/index.js");
+  const agent = await startDevAgent({ ...opts, log });
+  log.info(
+    { http: agent.httpUrl, https: agent.httpsUrl, datacenter: agent.datacenter, trustDomain: agent.trustDomain },
+    `dev agent listening on ${agent.httpUrl}`,
+  );
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  log.info({ signal }, "stopping dev agent");
+  await agent.stop();
+  return EXIT_OK;
+}
+
+function installCrashHandlers(log: Logger): void {
+  // A half-alive proxy is worse than a dead one that the supervisor restarts.
+  process.on("unhandledRejection", (reason) => {
+    log.fatal({ err: reason }, "unhandled promise rejection; exiting");
+    exitAfterFlush(log, EXIT_FAILURE);
+  });
+  process.on("uncaughtException", (err) => {
+    log.fatal({ err }, "uncaught exception; exiting");
+    exitAfterFlush(log, EXIT_FAILURE);
+  });
+}
+
+function exitAfterFlush(log: Logger, code: number): void {
+  try {
+    log.flush(() => process.exit(code));
+  } catch {
+    process.exit(code);
+  }
+  setTimeout(() => process.exit(code), 1000).unref();
+}

@@ -46,6 +46,7 @@ export const FULL: Settings = {
   bulkBytes: GIB,
   idleConns: 1000,
   settleMs: 1000,
+  quietMs: 25_000,
   startups: 7,
 };
 
@@ -59,6 +60,7 @@ export const QUICK: Settings = {
   bulkBytes: 64 * MIB,
   idleConns: 200,
   settleMs: 300,
+  quietMs: 11_000,
   startups: 3,
 };
 
@@ -229,6 +231,13 @@ async function main(): Promise<number> {
     }
   }
 
+  // Idle means quiet for a while, not a second after the last byte: the sidecar releases what a busy
+  // spell left (idle-memory-release.ts) once no traffic flowed for 10 s. One reading, after the last round.
+  log(`quiet after load: ${settings.quietMs / 1000} s without traffic`);
+  await new Promise((r) => setTimeout(r, settings.quietMs));
+  const quiet = new Map<string, { rssQuietKiB: number | null; ussQuietKiB: number | null }>();
+  for (const p of order) for (const c of p.processes) quiet.set(c.name, { rssQuietKiB: rssKiB(c.pid) ?? null, ussQuietKiB: ussKiB(c.pid) ?? null });
+
   log("authorization micro-benchmark");
   const authz = await runAuthzMicro(group, pinning.proxies, args.quick);
 
@@ -245,7 +254,11 @@ async function main(): Promise<number> {
     id,
     label: PATH_LABELS[id],
     skipped: skipped.get(id) ?? null,
-    processes: (atStart.get(id) ?? []).map((x) => ({ ...x, ...summarizeProcess(x.name, rounds.get(id)!) })),
+    processes: (atStart.get(id) ?? []).map((x) => ({
+      ...x,
+      ...summarizeProcess(x.name, rounds.get(id)!),
+      ...(quiet.get(x.name) ?? { rssQuietKiB: null, ussQuietKiB: null }),
+    })),
     rounds: rounds.get(id)!,
     summary: summarizePath(rounds.get(id)!, directRounds),
   }));
@@ -280,6 +293,7 @@ async function main(): Promise<number> {
       bulkBytes: settings.bulkBytes,
       idleConns: settings.idleConns,
       startups: settings.startups,
+      quietMs: settings.quietMs,
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     },
     paths,

@@ -24,6 +24,8 @@ export interface Settings {
   bulkBytes: number;
   idleConns: number;
   settleMs: number;
+  /** After the last round: how long the load stays stopped before the "quiet" RSS is read (the sidecar gives memory back after 10 s without traffic). */
+  quietMs: number;
   /** Fresh proxy processes started, one after another, for the start-up figures (per path, round 1). */
   startups: number;
 }

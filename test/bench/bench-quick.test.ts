@@ -91,7 +91,7 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
     }
     if (p.id !== "direct") assert.ok(p.processes.length >= 2 && p.processes.every((x) => x.pid > 0));
     for (const x of p.processes) {
-      for (const k of ["rssStartKiB", "ussStartKiB", "rssAfterLoadKiB", "ussAfterLoadKiB"] as const) {
+      for (const k of ["rssStartKiB", "ussStartKiB", "rssAfterLoadKiB", "ussAfterLoadKiB", "rssQuietKiB", "ussQuietKiB"] as const) {
         assert.ok(typeof x[k] === "number" && x[k] > 0, `${x.name}.${k} is a number > 0 (${why})`);
       }
       assert.ok(x.ussStartKiB! < x.rssStartKiB!, `${x.name}: USS is a part of RSS`);
@@ -119,7 +119,7 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   assert.match(md, /\| \*ours\/haproxy\* \|/);
   const perProcess = md.split("\n").filter((l) => /^\| \S+ \| (connect-sidecar|haproxy) \|/.test(l));
   assert.equal(perProcess.length, results.paths.reduce((n, p) => n + p.processes.length, 0), "a per-process row per proxy process");
-  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \|$/, row);
+  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$/, row);
   assert.match(md, /Node 24\.\d+\.\d+, OpenSSL /);
 
   const svg = readFileSync(join(outDir, "latency.svg"), "utf8");

@@ -1,4 +1,4 @@
-// `npm run bench` (full: 3 rounds, ≈ 8–10 min) and `npm run bench -- --quick` (1 round, < 60 s).
+// `npm run bench` (full: 3 rounds, ≈ 8–10 min) and `npm run bench -- --quick` (1 round, ≈ 70 s).
 // Three paths carry the same traffic to the same tiny app: direct, connect-sidecar (client sidecar
 // → mTLS → server sidecar, dev-agent certificates, a real intention check) and haproxy (the same
 // certificates). Measurements are interleaved (direct, sidecar, haproxy for each measurement, then

@@ -102,13 +102,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       bytesFromClient += n;
       bytesMoved += n;
       active = true;
-      return server.write(serverTakesView && server.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
+      return serverTakesView && server.writableLength === 0 ? server.write(buf.subarray(0, n)) : writeCopy(server, buf, n);
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
       bytesMoved += n;
       active = true;
-      return client.write(clientTakesView && client.writableLength === 0 ? buf.subarray(0, n) : copyOf(buf, n));
+      return clientTakesView && client.writableLength === 0 ? client.write(buf.subarray(0, n)) : writeCopy(client, buf, n);
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -225,10 +225,34 @@ export function cut(sock: Socket): void {
   }
 }
 
-function copyOf(buf: Buffer, n: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  buf.copy(out, 0, 0, n);
-  return out;
+// Copies of large reads go into buffers kept for reuse, each taken back when the write that carried it
+// completed (its callback), instead of a new ArrayBuffer each: in bulk transfers those were ~64 MB of
+// dead ArrayBuffers between two GCs, which glibc kept after they were freed (a sidecar idle 25 s after
+// 3 GiB of bulk: 178 MB RSS). Small reads use Node's 8 KiB buffer pool, which is cheap already.
+const POOLED_COPY_MIN = 4096; // Buffer.allocUnsafe serves smaller sizes from its pool
+const MAX_SPARE_COPIES = 16;
+interface SpareCopy { readonly buf: Buffer; readonly release: () => void }
+const spareCopies: SpareCopy[] = [];
+
+function newSpareCopy(): SpareCopy {
+  const spare: SpareCopy = {
+    buf: Buffer.allocUnsafeSlow(SCRATCH_BYTES),
+    // The write completed or failed: nothing reads the buffer any more.
+    release: () => void (spareCopies.length < MAX_SPARE_COPIES && spareCopies.push(spare)),
+  };
+  return spare;
+}
+
+/** Writes a copy of buf[0, n) to a socket that may keep what it is given past write(). */
+function writeCopy(dst: Socket, buf: Buffer, n: number): boolean {
+  if (n < POOLED_COPY_MIN) {
+    const out = Buffer.allocUnsafe(n);
+    buf.copy(out, 0, 0, n);
+    return dst.write(out);
+  }
+  const spare = spareCopies.pop() ?? newSpareCopy();
+  buf.copy(spare.buf, 0, 0, n);
+  return dst.write(spare.buf.subarray(0, n), spare.release);
 }
 
 function isReset(err: NodeJS.ErrnoException): boolean {

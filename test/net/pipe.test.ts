@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
-import { cut, pipe } from "../../src/net/index.js";
+import { bytesPiped, cut, pipe } from "../../src/net/index.js";
 import { makeCa } from "../certs/fixtures.js";
 
 const MiB = 1024 * 1024;
@@ -66,9 +66,10 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
 const EVENTS = ["data", "end", "finish", "error", "close", "drain"] as const;
 const listenerCounts = (s: net.Socket): number[] => EVENTS.map((e) => s.listenerCount(e));
 
-test("pipe copies megabytes both ways unchanged and ends 'done' when both sides end", async (t) => {
+test("pipe copies megabytes both ways unchanged and ends 'done' when both sides end, counted in bytesPiped()", async (t) => {
   const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
   const before = [listenerCounts(proxyIn), listenerCounts(proxyOut)];
+  const movedBefore = bytesPiped(); // the tests of this file run one at a time: no other pipe moves bytes now
   const up = randomBytes(4 * MiB + 17);
   const down = randomBytes(3 * MiB + 5);
 
@@ -80,6 +81,7 @@ test("pipe copies megabytes both ways unchanged and ends 'done' when both sides 
 
   const [result, gotUp, gotDown] = await Promise.all([piped, atServer, atClient]);
   assert.deepEqual(result, { reason: "done", bytesFromClient: up.length, bytesFromServer: down.length });
+  assert.equal(bytesPiped() - movedBefore, up.length + down.length, "the idle memory release's traffic count");
   assert.equal(gotUp.sha256, sha256(up));
   assert.equal(gotDown.sha256, sha256(down));
   assert.ok(proxyIn.destroyed && proxyOut.destroyed);

@@ -20,6 +20,12 @@ async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle" | "s
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
 
+/** The child started its release loop and never released. */
+function assertNotReleased(r: ChildReport): void {
+  assert.equal(r.started, true);
+  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+}
+
 test("release decision: only when quiet (no traffic, an idle loop) and grown past the floor by the threshold", () => {
   const o = { growthBytes: 16 * MiB, maxUtilization: 0.05 };
   const quiet = { utilization: 0.01, trafficFlowed: false, floorBytes: 100 * MiB };
@@ -40,9 +46,7 @@ test("after a burst of garbage, a quiet process gives V8's pooled pages back to 
 });
 
 test("a process carrying a trickle of traffic on an idle event loop is not paused for a release", async () => {
-  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "trickle");
-  assert.equal(r.started, true);
-  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+  assertNotReleased(await runChild(["--expose-gc", "--max-semi-space-size=2"], "trickle"));
 });
 
 test("checkAfter looks once after the given quiet time, long before the next interval", async () => {
@@ -53,15 +57,11 @@ test("checkAfter looks once after the given quiet time, long before the next int
 });
 
 test("a look that cannot read RSS (EMFILE: no fd left) is skipped; the process lives on", async () => {
-  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "no-fds");
-  assert.equal(r.started, true);
-  assert.deepEqual(r.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+  assertNotReleased(await runChild(["--expose-gc", "--max-semi-space-size=2"], "no-fds"));
 });
 
 test("a busy process is not paused for a release, and without --expose-gc the release is off", async () => {
-  const busy = await runChild(["--expose-gc", "--max-semi-space-size=2"], "busy");
-  assert.equal(busy.started, true);
-  assert.deepEqual(busy.lines.filter((l) => l.msg === "released idle memory to the OS"), []);
+  assertNotReleased(await runChild(["--expose-gc", "--max-semi-space-size=2"], "busy"));
   const off = await runChild([], "quiet");
   assert.equal(off.started, false);
   assert.deepEqual(off.lines.map((l) => l.msg), ["idle memory release is off: node runs without --expose-gc"]);

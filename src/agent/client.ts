@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { ConnectionOptions } from "node:tls";
 import type { Logger } from "pino";
-import { ConfigError } from "../net/index.js";
+import { ConfigError, formatHost } from "../net/index.js";
 import type { AgentConfig } from "./config.js";
 import { AgentError, errorFromStatus, redact } from "./errors.js";
 
@@ -336,10 +336,6 @@ function readCaPath(dir: string): string[] {
   }
   if (pems.length === 0) throw new ConfigError("ca-path", `no PEM certificates in ${dir}`);
   return pems;
-}
-
-function formatHost(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
 }
 
 function queryString(query: AgentRequest["query"], datacenter: string | undefined): string {

@@ -1,7 +1,7 @@
 // The one blocking-watch primitive (spec §1.4, §1.4.1; STYLE §7). Every watched resource is a
 // WatchSpec; only this file knows index vs hash mode, the reset rules, `wait`, the rate limit,
 // back-off with jitter, and cancellation.
-import { setTimeout as sleepMs } from "node:timers/promises";
+import { backoffDelayMs, delay } from "../net/index.js";
 import type { AgentClient } from "./client.js";
 import { AgentError } from "./errors.js";
 
@@ -74,7 +74,7 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
 
   while (!signal.aborted) {
     const delayMs = bucket.take();
-    if (delayMs > 0 && !(await sleep(delayMs, signal))) return;
+    if (delayMs > 0 && !(await delay(delayMs, signal))) return;
     const query: Record<string, string> = { ...spec.query, wait: waitParam };
     if (spec.mode === "index" && index > 0) query.index = String(index);
     if (spec.mode === "hash" && hash !== "") query.hash = hash;
@@ -118,7 +118,7 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
       failures += 1;
       agent.onWatchError?.(spec.name, e, failures);
       opts.onError?.(e, failures);
-      if (!(await sleep(retryDelayMs(e, failures, backoff, random), signal))) return;
+      if (!(await delay(retryDelayMs(e, failures, backoff, random), signal))) return;
       continue;
     }
     failures = 0;
@@ -145,16 +145,6 @@ function asWatchError(err: unknown, spec: WatchSpec<unknown>): AgentError {
   return new AgentError("bad_body", `GET ${spec.path}: bad body: ${msg}`, { cause: err });
 }
 
-/** Resolves true after `ms`, or false as soon as the signal aborts. */
-async function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    await sleepMs(ms, undefined, { signal });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A token bucket (spec §1.4 rule 3): `take()` consumes a token and returns how many ms to wait
  * first (0 while the burst lasts, then one interval per request). intervalMs ≤ 0 disables it.
@@ -178,13 +168,4 @@ export function createTokenBucket(o: { burst: number; intervalMs: number; now: (
 export function retryDelayMs(err: AgentError, failures: number, o: { initialMs: number; maxMs: number }, random: () => number): number {
   const maxMs = err.code === "unreachable" ? Math.min(o.maxMs, UNREACHABLE_RETRY_MAX_MS) : o.maxMs;
   return backoffDelayMs(failures, { initialMs: o.initialMs, maxMs }, random);
-}
-
-/**
- * Back-off before retry number `failures` (≥ 1): initialMs doubling per failure up to maxMs,
- * with "equal jitter": uniformly in [step/2, step).
- */
-export function backoffDelayMs(failures: number, o: { initialMs: number; maxMs: number }, random: () => number): number {
-  const step = Math.min(o.maxMs, o.initialMs * 2 ** Math.min(Math.max(failures - 1, 0), 30));
-  return step / 2 + (random() * step) / 2;
 }

@@ -7,5 +7,6 @@ export type { MaterialHolder, MaterialHolderDeps } from "./material-holder.js";
 export { createCertStore } from "./cert-store.js";
 export type { CertStore } from "./cert-store.js";
 export { createPeerIdentifier } from "./peer-identity.js";
-export type { PeerIdentifier, PeerIdentity, PeerRejectReason } from "./peer-identity.js";
+export type { PeerIdentifier, PeerIdentity } from "./peer-identity.js";
+export type { PeerRejectReason } from "../net/index.js";
 export { uriSans } from "./cert-fields.js";

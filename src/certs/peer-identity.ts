@@ -1,17 +1,8 @@
 import type { TLSSocket } from "node:tls";
 import type { SpiffeUri } from "../agent/index.js";
-import type { Result } from "../net/index.js";
+import type { PeerRejectReason, Result } from "../net/index.js";
 import { colonHexSerial, uriSans } from "./cert-fields.js";
 import { parseSpiffeId, type ServiceSpiffeId } from "./spiffe-id.js";
-
-/** Why a peer's certificate does not identify a service of our trust domain. */
-export type PeerRejectReason =
-  | "no_client_cert"
-  | "cert_expired" // the chain verified except for a validity window
-  | "bad_chain" // any other verification failure (unknown CA, bad signature, wrong EKU, ...)
-  | "no_spiffe_id" // not exactly one URI SAN, or it is not a SPIFFE ID Consul would accept
-  | "wrong_trust_domain"
-  | "not_a_service";
 
 /** A verified peer: who it is, and which certificate said so (for authorize and for revocation). */
 export interface PeerIdentity {

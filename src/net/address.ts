@@ -56,3 +56,18 @@ export function isLoopbackHost(host: string): boolean {
   }
   return canonical === "[::1]" || MAPPED_LOOPBACK_RE.test(canonical);
 }
+
+/** A host as it goes before ":port" in logs, URLs and /status: IPv6 in brackets. */
+export function formatHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** "host:port", with brackets around an IPv6 host. */
+export function formatHostPort(host: string, port: number): string {
+  return `${formatHost(host)}:${port}`;
+}
+
+/** A TCP address or a unix socket as logs and /status write it: "127.0.0.1:8080", "[::1]:8080", "unix:/run/app.sock". */
+export function formatAddress(a: { host: string; port: number } | { socketPath: string }): string {
+  return "socketPath" in a ? `unix:${a.socketPath}` : formatHostPort(a.host, a.port);
+}

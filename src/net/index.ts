@@ -2,9 +2,24 @@ export { ok, fail, assertNever } from "./result.js";
 export type { Result } from "./result.js";
 export { ConfigError } from "./config-error.js";
 export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duration.js";
-export { parseHostPort, isLoopbackHost } from "./address.js";
+export { formatAddress, formatHost, formatHostPort, isLoopbackHost, parseHostPort } from "./address.js";
+export { delay, settlesWithin } from "./wait.js";
+export { backoffDelayMs } from "./backoff.js";
+export { isPipeCloseReason, isRefusal } from "./close-reason.js";
+export type {
+  CloseReason,
+  DialFailure,
+  InboundCloseReason,
+  InboundRejectReason,
+  InternalError,
+  PeerRejectReason,
+  PipeCloseReason,
+  RejectReason,
+  UpstreamCloseReason,
+  UpstreamRejectReason,
+} from "./close-reason.js";
 export { bytesPiped, cut, pipe } from "./pipe.js";
 export { checkNodeInternals, rawSocketOf } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
-export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";
+export type { PipeOptions, PipeResult } from "./pipe.js";
 export { canBind, pickFreePort, findFreePort } from "./free-port.js";

@@ -1,17 +1,7 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
+import { isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
 import { readIntoScratch, resetOnDestroy } from "./node-internals.js";
-
-/** Why a piped connection ended: one string for the log line, the metric label and the test. */
-export type PipeCloseReason =
-  | "done" // both directions ended in order (FIN both ways)
-  | "client_reset" // the client side reset (ECONNRESET / EPIPE) or was destroyed under us
-  | "server_reset"
-  | "client_error" // any other error on the client side
-  | "server_error"
-  | "idle_timeout" // no byte either way for idleTimeoutMs
-  | "revoked" // the caller aborted with reason "revoked" (authorization withdrawn)
-  | "shutdown"; // the caller aborted for any other reason
 
 export interface PipeOptions {
   /** Aborting ends both sockets at once; the reason is `signal.reason` when it is a PipeCloseReason, else "shutdown". */
@@ -40,9 +30,6 @@ export function bytesPiped(): number {
   return bytesMoved;
 }
 
-const CLOSE_REASONS: ReadonlySet<string> = new Set<PipeCloseReason>([
-  "done", "client_reset", "server_reset", "client_error", "server_error", "idle_timeout", "revoked", "shutdown",
-]);
 // The idle timer ticks this many times per idleTimeoutMs, so silence is detected within +25%.
 const IDLE_TICKS = 4;
 
@@ -148,7 +135,7 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
 
     const onAbort = (): void => {
       const r: unknown = signal?.reason;
-      finish(typeof r === "string" && CLOSE_REASONS.has(r) ? (r as PipeCloseReason) : "shutdown");
+      finish(isPipeCloseReason(r) ? r : "shutdown");
     };
 
     const idleMs = opts.idleTimeoutMs ?? 0;

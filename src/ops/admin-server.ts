@@ -4,6 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
+import { formatHostPort } from "../net/index.js";
 import { describeReadiness, type Readiness, type SidecarStatus } from "./status.js";
 
 // node:http through getBuiltinModule, not `import`: an ESM import of node:http reads every export
@@ -94,9 +95,4 @@ function listen(server: Server, bind: { host: string; port: number }): Promise<v
       resolve();
     });
   });
-}
-
-/** "host:port", with brackets around an IPv6 host. */
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -1,8 +1,10 @@
 export { collectProcessMetrics, createMetrics } from "./metrics.js";
 export type { Metrics } from "./metrics.js";
+export { bindListenerMetrics } from "./listener-metrics.js";
+export type { ListenerMetrics } from "./listener-metrics.js";
 export { createLogger } from "./logger.js";
 export type { Logger, LoggerOptions } from "./logger.js";
-export { startAdminServer, formatHostPort } from "./admin-server.js";
+export { startAdminServer } from "./admin-server.js";
 export type { AdminServer, AdminServerOptions, AdminServerDeps } from "./admin-server.js";
 export { describeReadiness } from "./status.js";
 export type { Readiness, ReadinessWait, SidecarStatus } from "./status.js";

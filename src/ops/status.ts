@@ -1,5 +1,7 @@
 // What the admin server reports: readiness as one discriminated union (STYLE §6), and the
 // JSON document behind /status. The sidecar computes both; this file only knows their shapes.
+import { assertNever } from "../net/index.js";
+
 
 /** What a starting sidecar still waits for. */
 export type ReadinessWait = "proxy_config" | "certificates" | "public_listener";
@@ -26,7 +28,7 @@ export function describeReadiness(r: Readiness, nowMs: number): string {
     case "failed":
       return `failed: ${r.error}`;
     default:
-      return assertNeverReadiness(r);
+      return assertNever(r);
   }
 }
 
@@ -39,13 +41,10 @@ function describeWait(w: ReadinessWait): string {
     case "public_listener":
       return "the public listener to bind";
     default:
-      return assertNeverReadiness(w);
+      return assertNever(w);
   }
 }
 
-function assertNeverReadiness(x: never): never {
-  throw new Error(`unexpected readiness: ${String(x)}`);
-}
 
 /** The /status document (JSON). Addresses are "host:port"; times are ISO 8601. */
 export interface SidecarStatus {

@@ -16,10 +16,9 @@ import {
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
 import { startPublicListener, type PublicListener } from "../listener/index.js";
-import { checkNodeInternals, ConfigError } from "../net/index.js";
+import { checkNodeInternals, ConfigError, formatHostPort } from "../net/index.js";
 import {
   describeReadiness,
-  formatHostPort,
   startAdminServer,
   type AdminServer,
   type Readiness,

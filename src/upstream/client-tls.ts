@@ -3,17 +3,9 @@
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from "node:tls";
 import type { CertStore, TlsMaterial } from "../certs/index.js";
 import { parseSpiffeId, uriSans } from "../certs/index.js";
-import { TLS_GROUPS } from "../net/index.js";
+import { TLS_GROUPS, type DialFailure } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import type { Instance } from "./instance-set.js";
-
-/** Why one dial of one instance failed. */
-export type DialFailure =
-  | "connect_failed" // TCP connect refused, unreachable, reset before TLS
-  | "connect_timeout" // the attempt's share of connect_timeout_ms ran out
-  | "tls_error" // the handshake failed for another reason (alert, protocol, reset mid-handshake)
-  | "bad_chain" // the server's chain does not verify against our roots
-  | "wrong_server_identity"; // verified, but not the service we expect (spec §7.1, §9.5)
 
 /** The client TLS configuration built from one TlsMaterial. */
 export interface ClientTlsContext {

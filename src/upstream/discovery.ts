@@ -3,6 +3,7 @@
 // (spec §7.3), also run soon after dial failures.
 import type { AgentClient, AgentError, HealthEntry } from "../agent/index.js";
 import { executePreparedQuery, healthConnectWatch, watch } from "../agent/index.js";
+import { backoffDelayMs, settlesWithin } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import type { InstanceSet } from "./instance-set.js";
 import type { UpstreamSpec } from "./upstream-config.js";
@@ -64,18 +65,13 @@ export function startDiscovery(spec: UpstreamSpec, instances: InstanceSet, deps:
     for await (const entries of watch(deps.agent, spec, { signal, onError })) publish(entries);
   };
 
-  const sleep = (ms: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-      wake = done;
-    });
+  // Waits `ms`, or less when refresh() asks for a new look, or until the signal aborts.
+  const sleep = async (ms: number): Promise<void> => {
+    const woken = Promise.withResolvers<void>();
+    wake = woken.resolve;
+    await settlesWithin(woken.promise, ms, signal);
+    wake = undefined;
+  };
 
   const pollQuery = async (): Promise<void> => {
     let failures = 0;
@@ -92,7 +88,7 @@ export function startDiscovery(spec: UpstreamSpec, instances: InstanceSet, deps:
         if (signal.aborted) return;
         onError(err as AgentError, ++failures);
       }
-      await sleep(failures === 0 ? QUERY_REFRESH_MS : Math.min(QUERY_BACKOFF_MAX_MS, QUERY_MIN_GAP_MS * 2 ** (failures - 1)));
+      await sleep(failures === 0 ? QUERY_REFRESH_MS : backoffDelayMs(failures, { initialMs: QUERY_MIN_GAP_MS, maxMs: QUERY_BACKOFF_MAX_MS }));
     }
   };
 

@@ -1,7 +1,5 @@
 // The front door of src/upstream: outbound listeners, one per Proxy.Upstreams[] entry (STYLE §1).
 export { createUpstreams, UpstreamBindError } from "./upstreams.js";
 export type { UpstreamsManager, UpstreamsDeps, UpstreamStatus, UpstreamInstanceStatus } from "./upstreams.js";
-export type { UpstreamCloseReason, UpstreamRejectReason } from "./upstream-listener.js";
-export type { DialFailure } from "./client-tls.js";
 export { parseUpstreamFlag } from "./upstream-flag.js";
 export { DEFAULT_CONNECT_TIMEOUT_MS, parseConnectTimeoutMs } from "./upstream-config.js";

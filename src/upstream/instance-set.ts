@@ -2,7 +2,7 @@
 // connections with random ties, failover state, and ejection of instances that keep failing.
 import type { HealthEntry } from "../agent/index.js";
 import type { Metrics } from "../ops/index.js";
-import { formatHostPort } from "./upstream-config.js";
+import { formatAddress } from "../net/index.js";
 
 /** Consecutive failures after which an instance is ejected. */
 export const EJECT_AFTER_FAILURES = 2;
@@ -101,7 +101,7 @@ export function createInstanceSet(
         const host = e.service.address !== "" ? e.service.address : e.node.address; // spec §7.1
         if (socketPath === "" && (host === "" || e.service.port === 0)) continue;
         const datacenter = e.node.datacenter !== "" ? e.node.datacenter : defaults.datacenter;
-        const address = socketPath !== "" ? `unix:${socketPath}` : formatHostPort(host, e.service.port);
+        const address = formatAddress(socketPath !== "" ? { socketPath } : { host, port: e.service.port });
         const key = `${address}|${service.toLowerCase()}|${datacenter.toLowerCase()}`;
         if (nextByKey.has(key)) continue;
         const kept = byKey.get(key);

@@ -1,8 +1,7 @@
 // One upstream entry, checked once and turned into what a listener needs (STYLE §2): the bind, the
 // destination, the connect timeout. Consul's quirks we do not copy are noted where they differ.
-import { isIP } from "node:net";
 import type { Upstream } from "../agent/index.js";
-import { ConfigError } from "../net/index.js";
+import { ConfigError, formatAddress } from "../net/index.js";
 
 /** spec §6.1: per-upstream `Config.connect_timeout_ms`, default 10 000. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -47,7 +46,7 @@ export function toUpstreamSpec(u: Upstream, field: string, opts: { allowEphemera
   const ns = u.destinationNamespace === "" ? "default" : u.destinationNamespace;
   return {
     upstream: u,
-    bindKey: bind.kind === "tcp" ? `tcp:${formatHostPort(bind.host, bind.port)}` : `unix:${bind.path}`,
+    bindKey: bind.kind === "tcp" ? `tcp:${formatAddress(bind)}` : formatAddress({ socketPath: bind.path }),
     destinationKey: `${u.destinationType}|${ns}|${u.destinationName}|${u.datacenter}`,
     bind,
     connectTimeoutMs: parseConnectTimeoutMs(u.config.connect_timeout_ms, `${field}.Config.connect_timeout_ms`),
@@ -75,7 +74,3 @@ function parseSocketMode(text: string, field: string): number | undefined {
   return Number.parseInt(text, 8);
 }
 
-/** `host:port`, bracketing an IPv6 host. */
-export function formatHostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}

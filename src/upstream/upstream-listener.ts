@@ -6,26 +6,21 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { AgentClient } from "../agent/index.js";
 import type { CertStore } from "../certs/index.js";
-import { pipe, type PipeCloseReason, type Result } from "../net/index.js";
-import type { Logger, Metrics } from "../ops/index.js";
-import { dialInstance, type ClientTls, type ClientTlsContext, type DialFailure } from "./client-tls.js";
+import {
+  fail,
+  formatAddress,
+  formatHostPort,
+  pipe,
+  settlesWithin,
+  type Result,
+  type UpstreamCloseReason,
+  type UpstreamRejectReason,
+} from "../net/index.js";
+import { bindListenerMetrics, type ListenerMetrics, type Logger, type Metrics } from "../ops/index.js";
+import { dialInstance, type ClientTls, type ClientTlsContext } from "./client-tls.js";
 import { startDiscovery, type Discovery } from "./discovery.js";
 import { createInstanceSet, type Instance, type InstanceSet } from "./instance-set.js";
-import { formatHostPort, type UpstreamSpec } from "./upstream-config.js";
-
-/** Why a connection was refused before any byte reached an instance. */
-export type UpstreamRejectReason =
-  | "no_healthy_instances" // discovery knows no instance to try
-  | "certs_not_ready" // our leaf and roots did not arrive within connect_timeout_ms
-  | "discovery_unavailable" // the first discovery result did not arrive within connect_timeout_ms
-  | "client_gone" // the client went away while we were connecting
-  | "shutdown" // the listener was destroyed while we were connecting
-  | DialFailure; // the last dial failure, when every candidate failed or the budget ran out
-
-/** How an upstream connection ended: refused (above), or how the proxied connection closed. */
-export type UpstreamCloseReason = UpstreamRejectReason | PipeCloseReason;
-
-type Child<K extends keyof Metrics> = Metrics[K] extends { labels(...a: string[]): infer C } ? C : never;
+import type { UpstreamSpec } from "./upstream-config.js";
 
 /** Everything about one upstream's destination that a connection needs; replaced when the destination changes. */
 export interface Route {
@@ -33,14 +28,7 @@ export interface Route {
   spec: UpstreamSpec;
   readonly instances: InstanceSet;
   readonly discovery: Discovery;
-  readonly accepted: Child<"connectionsAccepted">;
-  readonly active: Child<"connectionsActive">;
-  readonly receivedBytes: Child<"receivedBytes">;
-  readonly sentBytes: Child<"sentBytes">;
-  readonly handshake: Child<"handshakeDuration">;
-  /** Counter children per reason, bound on first use (bounded by the reason union). */
-  readonly closedBy: Map<string, Child<"connectionsClosed">>;
-  readonly rejectedBy: Map<string, Child<"connectionsRejected">>;
+  readonly metrics: ListenerMetrics;
 }
 
 export interface RouteDeps {
@@ -68,13 +56,7 @@ export function createRoute(spec: UpstreamSpec, deps: RouteDeps): Route {
     spec,
     instances,
     discovery: startDiscovery(spec, instances, { agent: deps.agent, log: deps.log, now: deps.now }),
-    accepted: deps.metrics.connectionsAccepted.labels(label),
-    active: deps.metrics.connectionsActive.labels(label),
-    receivedBytes: deps.metrics.receivedBytes.labels(label),
-    sentBytes: deps.metrics.sentBytes.labels(label),
-    handshake: deps.metrics.handshakeDuration.labels(label),
-    closedBy: new Map(),
-    rejectedBy: new Map(),
+    metrics: bindListenerMetrics(deps.metrics, label),
   };
 }
 
@@ -140,7 +122,7 @@ async function connectUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: 
     const tls = ctx.tls.current() ?? (await waitForCerts(ctx, stop.signal, deadlineMs - performance.now()));
     if (tls === undefined) return fail(stop.signal.aborted ? abortReason(stop.signal) : "certs_not_ready");
     if (route.discovery.state() === "pending") {
-      const known = await waitFor(route.discovery.firstResult, deadlineMs - performance.now(), stop.signal);
+      const known = await settlesWithin(route.discovery.firstResult, deadlineMs - performance.now(), stop.signal);
       if (!known) return fail(stop.signal.aborted ? abortReason(stop.signal) : "discovery_unavailable");
     }
     return await dialWithFailover(route, tls, stop.signal, deadlineMs, rec, ctx.metrics);
@@ -175,7 +157,7 @@ async function dialWithFailover(
     const attempt = await dialInstance(inst, tls, {
       timeoutMs: Math.ceil(othersLeft ? remainingMs / 2 : remainingMs),
       signal,
-      onHandshake: (s) => route.handshake.observe(s),
+      onHandshake: (s) => route.metrics.handshake.observe(s),
     });
     if (attempt.ok) {
       route.instances.recordSuccess(inst);
@@ -201,28 +183,8 @@ async function waitForCerts(ctx: ConnCtx, signal: AbortSignal, ms: number): Prom
   return ctx.tls.current();
 }
 
-/** Resolves true when `p` settles within `ms`, false on timeout or abort. */
-function waitFor(p: Promise<void>, ms: number, signal: AbortSignal): Promise<boolean> {
-  if (ms < 1 || signal.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const done = (v: boolean): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      resolve(v);
-    };
-    const onAbort = (): void => done(false);
-    const timer = setTimeout(onAbort, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(() => done(true), onAbort);
-  });
-}
-
 function abortReason(signal: AbortSignal): "client_gone" | "shutdown" {
   return signal.reason === "client_gone" ? "client_gone" : "shutdown";
-}
-
-function fail<R extends string>(reason: R): { ok: false; reason: R } {
-  return { ok: false, reason };
 }
 
 function ignore(): void {}
@@ -272,8 +234,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     bindKey: route.spec.bindKey,
     route,
     address() {
-      if (bind.kind === "unix") return `unix:${bind.path}`;
-      return formatHostPort(bind.host, self.port());
+      return formatAddress(bind.kind === "unix" ? { socketPath: bind.path } : { host: bind.host, port: self.port() });
     },
     port() {
       const a = server.address();
@@ -301,11 +262,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
 
   const finishConnection = (client: Socket, r: Route, rec: ConnRecord, reason: UpstreamCloseReason): void => {
     if (!client.destroyed) client.destroy(); // refused: closed at once, never left hanging
-    r.active.dec();
-    bump(r.closedBy, reason, () => deps.metrics.connectionsClosed.labels(r.spec.listenerLabel, reason));
-    if (!rec.proxied) bump(r.rejectedBy, reason, () => deps.metrics.connectionsRejected.labels(r.spec.listenerLabel, reason));
-    if (rec.bytesFromClient > 0) r.receivedBytes.inc(rec.bytesFromClient);
-    if (rec.bytesFromServer > 0) r.sentBytes.inc(rec.bytesFromServer);
+    r.metrics.closed(reason, { reachedDestination: rec.proxied, bytesIn: rec.bytesFromClient, bytesOut: rec.bytesFromServer });
     const line = {
       listener: r.spec.listenerLabel,
       client: rec.client,
@@ -326,8 +283,8 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     const r = self.route;
     client.on("error", ignore); // permanent: pipe reports errors; a late one must not crash us
     live++;
-    r.accepted.inc();
-    r.active.inc();
+    r.metrics.accepted.inc();
+    r.metrics.active.inc();
     const rec: ConnRecord = {
       startMs: performance.now(),
       client: client.remoteAddress === undefined ? "local" : formatHostPort(client.remoteAddress, client.remotePort ?? 0),
@@ -336,7 +293,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
       (reason) => finishConnection(client, r, rec, reason),
       (err: unknown) => {
         deps.log.error({ err, listener: r.spec.listenerLabel }, "upstream connection failed unexpectedly");
-        finishConnection(client, r, rec, "client_error");
+        finishConnection(client, r, rec, "internal_error");
       },
     );
   });
@@ -375,10 +332,4 @@ function unlinkQuietly(path: string): void {
   } catch {
     // already gone
   }
-}
-
-function bump<C extends { inc(): void }>(cache: Map<string, C>, reason: string, make: () => C): void {
-  let c = cache.get(reason);
-  if (c === undefined) cache.set(reason, (c = make()));
-  c.inc();
 }

@@ -4,7 +4,8 @@ import { test } from "node:test";
 import type { TestContext } from "node:test";
 import { AgentError, createAgentClient, watch } from "../../src/agent/index.js";
 import type { AgentClient, WatchSpec } from "../../src/agent/index.js";
-import { backoffDelayMs, createTokenBucket, retryDelayMs, UNREACHABLE_RETRY_MAX_MS } from "../../src/agent/watch.js";
+import { createTokenBucket, retryDelayMs, UNREACHABLE_RETRY_MAX_MS } from "../../src/agent/watch.js";
+import { backoffDelayMs } from "../../src/net/index.js";
 import { httpConfig, sendJson, sendText, silentLog, startHttpServer } from "./fixtures.js";
 import type { TestServer } from "./fixtures.js";
 

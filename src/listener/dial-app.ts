@@ -9,12 +9,13 @@ export type AppAddress = { host: string; port: number } | { socketPath: string }
  * "app_unreachable" on an error or after `timeoutMs`, or with the signal's reason when `signal`
  * aborts first. Never rejects; a socket it does not hand out is destroyed.
  */
-export function dialApp<R extends string>(
-  app: AppAddress,
-  timeoutMs: number,
-  signal: AbortSignal,
-  abortReason: (signal: AbortSignal) => R,
-): Promise<Result<Socket, "app_unreachable" | R>> {
+export function dialApp<R extends string>(o: {
+  app: AppAddress;
+  timeoutMs: number;
+  signal: AbortSignal;
+  abortReason: (signal: AbortSignal) => R;
+}): Promise<Result<Socket, "app_unreachable" | R>> {
+  const { app, timeoutMs, signal, abortReason } = o;
   if (signal.aborted) return Promise.resolve({ ok: false, reason: abortReason(signal) });
   return new Promise((resolve) => {
     const opts = "socketPath" in app ? { path: app.socketPath, allowHalfOpen: true } : { host: app.host, port: app.port, allowHalfOpen: true, noDelay: true };

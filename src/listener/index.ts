@@ -1,7 +1,5 @@
 export { startPublicListener } from "./public-listener.js";
 export type {
-  InboundCloseReason,
-  InboundRejectReason,
   PublicListener,
   PublicListenerDeps,
   PublicListenerOptions,

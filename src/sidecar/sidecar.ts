@@ -1,8 +1,8 @@
-// One sidecar process, composed: proxy configuration (agent watch or static flags), the cert store,
-// the authorizer, the public listener, the upstream listeners and the admin server; config changes
-// applied live; drain on close. cli.ts owns signals and the exit code.
-import { startChecklist, type Checklist } from "./checklist.js";
-import { setTimeout as sleep } from "node:timers/promises";
+// One sidecar process, composed in phases: the agent client and the admin server; the proxy
+// configuration (agent watch or static flags); identity (cert store, authorizer); serving (upstream
+// listeners, then the public listener); announcing (-register); then following the configuration.
+// Every started part goes on one PartStack, so teardown is written once (parts.ts); a configuration
+// change is a list of actions (config-change.ts). cli.ts owns signals and the exit code.
 import {
   AgentError,
   agentServiceWatch,
@@ -15,20 +15,24 @@ import {
 } from "../agent/index.js";
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
-import { startPublicListener, type PublicListener } from "../listener/index.js";
-import { checkNodeInternals, ConfigError, formatHostPort } from "../net/index.js";
+import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../listener/index.js";
+import { backoffDelayMs, checkNodeInternals, ConfigError, delay, formatAddress, formatHostPort } from "../net/index.js";
 import {
   describeReadiness,
   startAdminServer,
   type AdminServer,
+  type Metrics,
   type Readiness,
   type ReadinessWait,
   type SidecarStatus,
 } from "../ops/index.js";
 import { createUpstreams, type UpstreamsManager } from "../upstream/index.js";
-import type { SidecarDeps, SidecarOptions } from "./options.js";
+import { startChecklist, type Checklist } from "./checklist.js";
+import { keepPrevious, planConfigChange, type ConfigAction } from "./config-change.js";
+import type { ProxySource, SidecarDeps, SidecarOptions } from "./options.js";
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
-import { appSettingsChanged, formatApp, proxySettingsFromService, sameAddress, type ProxySettings } from "./proxy-config.js";
+import { PartStack } from "./parts.js";
+import { proxySettingsFromService, sameAddress, type ProxySettings } from "./proxy-config.js";
 import { startRegistration, type Registration } from "./registration.js";
 
 /** The agent counts as unreachable for /ready after failing this long without any answer. */
@@ -41,6 +45,8 @@ const BLOCKING_ENDPOINTS = new Set([
   "/v1/health/connect/:service",
   "/v1/connect/intentions/match",
 ]);
+// -sidecar-for while the agent is unreachable (a sidecar often starts before its agent).
+const FIND_SIDECAR_RETRY = { initialMs: 250, maxMs: 5_000 };
 
 export interface Sidecar {
   /** Resolves once certificates are loaded and every listener is bound; rejects when start-up fails. */
@@ -62,10 +68,19 @@ export interface Sidecar {
   destroy(): void;
 }
 
-type Phase =
-  | { t: "running" }
-  | { t: "failed"; error: string }
-  | { t: "draining"; deadlineMs: number };
+type Phase = { t: "running" } | { t: "failed"; error: string } | { t: "draining"; deadlineMs: number };
+
+/** What has started so far: /ready and /status describe a sidecar half-way through its start too. */
+interface Started {
+  proxyId: string | undefined;
+  settings?: ProxySettings;
+  certs?: CertStore;
+  authz?: Authorizer;
+  upstreams?: UpstreamsManager;
+  publicListener?: PublicListener | undefined;
+  registration?: Registration;
+  checklist?: Checklist;
+}
 
 /**
  * Starts a sidecar: binds the admin server (rejects when it cannot), then starts everything else in
@@ -77,17 +92,12 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   // A Node release that took away an internal the data path uses costs CPU, never correctness: say so.
   for (const problem of checkNodeInternals()) log.error({ node: process.versions.node }, `node internals changed: ${problem}`);
   const stop = new AbortController();
+  const parts = new PartStack();
+  const started: Started = { proxyId: opts.source.t === "proxy-id" ? opts.source.proxyId : undefined };
   let phase: Phase = { t: "running" };
   let agentDownSinceMs: number | undefined;
-  let settings: ProxySettings | undefined;
-  let proxyId: string | undefined = opts.source.t === "proxy-id" ? opts.source.proxyId : undefined;
-  let certs: CertStore | undefined;
-  let authz: Authorizer | undefined;
-  let upstreams: UpstreamsManager | undefined;
-  let publicListener: PublicListener | undefined;
-  let registration: Registration | undefined;
-  let material: TlsMaterial | undefined;
 
+  // ---- phase 1: the agent client and the admin server ----
   const agent: AgentClient = createAgentClient(opts.agent, {
     log: log.child({ component: "agent" }),
     now,
@@ -99,63 +109,33 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       else agentDownSinceMs = undefined;
     },
   });
+  parts.add({ name: "agent client", close: () => agent.close(), destroy: () => void agent.destroy() });
 
   const readiness = (): Readiness => {
     if (phase.t !== "running") return phase;
     const missing: ReadinessWait[] = [];
-    if (settings === undefined) missing.push("proxy_config");
-    if (certs?.current() === undefined) missing.push("certificates");
-    if (settings?.bind !== undefined && publicListener === undefined) missing.push("public_listener");
+    if (started.settings === undefined) missing.push("proxy_config");
+    if (started.certs?.current() === undefined) missing.push("certificates");
+    if (started.settings?.bind !== undefined && started.publicListener === undefined) missing.push("public_listener");
     if (missing.length > 0) return { t: "starting", missing };
     if (agentDownSinceMs !== undefined && now() - agentDownSinceMs >= AGENT_UNREACHABLE_GRACE_MS) {
       return { t: "agent_unreachable", sinceMs: agentDownSinceMs };
     }
     return { t: "ready" };
   };
-
-  const status = (): SidecarStatus => {
-    const r = readiness();
-    const m = certs?.current();
-    const lastContact = agent.lastContactMs();
-    return {
-      ready: r.t === "ready",
-      readiness: describeReadiness(r, now()),
-      state: r.t,
-      mode: opts.source.t,
-      proxyId: registration?.id ?? proxyId,
-      service: settings?.service ?? (opts.source.t === "static" ? opts.source.service : undefined),
-      identity: m && { serviceUri: m.serviceUri, trustDomain: m.trustDomain },
-      leaf: m && { serial: m.leafSerial, notAfter: m.leafNotAfter.toISOString() },
-      roots: m && { fingerprints: m.rootFingerprints },
-      listeners: {
-        admin: formatHostPort(admin.address().host, admin.address().port),
-        public:
-          publicListener && settings
-            ? {
-                address: formatHostPort(publicListener.address().host, publicListener.address().port),
-                activeConnections: publicListener.activeCount(),
-                app: formatApp(settings.app),
-              }
-            : undefined,
-      },
-      upstreams: upstreams?.status() ?? [],
-      authz: authz && { cacheEntries: authz.size() },
-      agent: { origin: agent.origin, lastContact: lastContact === undefined ? undefined : new Date(lastContact).toISOString() },
-      registration: registration && { id: registration.id, checkId: registration.checkId },
-      checklist: checklist?.latest(),
-    };
-  };
+  const status = (): SidecarStatus => describeStatus(readiness(), started, { opts, agent, admin, now });
 
   let admin: AdminServer;
   try {
     admin = await startAdminServer({ bind: opts.metricsAddr, registry: metrics.registry, readiness, status }, { log, now });
   } catch (err) {
-    await agent.destroy();
+    parts.destroy();
     throw new ConfigError("metrics-addr", `cannot listen on ${formatHostPort(opts.metricsAddr.host, opts.metricsAddr.port)}: ${(err as Error).message}; pick a free address or port 0`);
   }
+  parts.add({ name: "admin server", close: () => admin.close(), destroy: () => void admin.close() });
 
   // Moves the admin server (Config.metrics_bind_addr), unless -metrics-addr was given explicitly.
-  const applyMetricsAddr = async (addr: { host: string; port: number } | undefined): Promise<void> => {
+  const moveAdmin = async (addr: { host: string; port: number } | undefined): Promise<void> => {
     if (addr === undefined || opts.metricsAddrExplicit || sameAddress(addr, admin.address())) return;
     try {
       const next = await startAdminServer({ bind: addr, registry: metrics.registry, readiness, status }, { log, now });
@@ -168,185 +148,157 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     }
   };
 
-  // Certificate metrics: expiry gauges, and rotations after the first load.
-  const onMaterial = (m: TlsMaterial): void => {
-    if (material !== undefined && material.leafSerial !== m.leafSerial) metrics.certRotations.labels("leaf").inc();
-    if (material !== undefined && material.rootFingerprints.join() !== m.rootFingerprints.join()) {
-      metrics.certRotations.labels("roots").inc();
-      for (const r of material.roots.roots) {
-        if (!m.rootFingerprints.includes(r.id)) metrics.certNotAfter.remove("root", r.id);
-      }
-    }
-    metrics.certNotAfter.labels("leaf", "").set(m.leafNotAfter.getTime() / 1000);
-    for (const r of m.roots.roots) metrics.certNotAfter.labels("root", r.id).set(r.notAfter.getTime() / 1000);
-    material = m;
-  };
-
-  const listenerOptions = (s: ProxySettings, bind: { host: string; port: number }) => ({
-    bind,
-    app: s.app!,
-    handshakeTimeoutMs: s.handshakeTimeoutMs,
-    localConnectTimeoutMs: s.localConnectTimeoutMs,
-    allowNonLoopbackApp: opts.allowNonLoopbackApp,
-    ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
-    ...(opts.maxConns !== undefined ? { maxConns: opts.maxConns } : {}),
+  // ---- phase 2: the proxy configuration ----
+  const configs = proxyConfigs(agent, opts.source, {
+    signal: stop.signal,
+    log,
+    onProxyId: (id) => (started.proxyId = id),
   });
 
-  const openPublicListener = async (s: ProxySettings, bind: { host: string; port: number }): Promise<PublicListener> => {
-    const l = await startPublicListener(listenerOptions(s, bind), {
-      certs: certs!,
-      authz: authz!,
-      log: log.child({ listener: "public" }),
-      metrics,
-      logConnections: opts.logConnections,
-    });
-    return l;
-  };
-
-  // Agent-mode configuration: the registration, followed live with a hash-blocking watch (spec §9.2).
-  const configs = async function* (): AsyncGenerator<ProxySettings> {
-    if (opts.source.t === "static") return;
-    if (opts.source.t === "sidecar-for") {
-      const svc = await findSidecarWithRetry(agent, opts.source.serviceId, stop.signal, log);
-      if (svc === undefined) return;
-      proxyId = svc.id;
-      log.info({ proxyId, sidecarFor: opts.source.serviceId }, `running as ${svc.id}, the sidecar of ${opts.source.serviceId}`);
-    }
-    const spec = agentServiceWatch(proxyId!);
-    const changes = watch(agent, spec, {
-      signal: stop.signal,
-      onError: (err: AgentError, failures: number) => {
-        log.warn({ code: err.code, status: err.status, failures, error: err.message, proxyId }, "proxy configuration watch failed; retrying");
-      },
-    });
-    for await (const svc of changes) {
-      try {
-        yield proxySettingsFromService(svc);
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        log.error({ field: err.field, proxyId }, `ignored a proxy registration update: ${err.message}`);
-      }
-    }
-  };
-  const configIterator = configs();
-
-  const staticSettings = (): ProxySettings | undefined => {
-    if (opts.source.t !== "static") return undefined;
-    const s = opts.source;
-    return {
-      proxyId: undefined,
-      service: s.service,
-      datacenter: opts.agent.datacenter,
-      bind: s.listen,
-      app: s.app,
-      handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-      localConnectTimeoutMs: DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
-      upstreams: s.upstreams,
-      metricsBindAddr: undefined,
-    };
-  };
-
-  const start = async (): Promise<void> => {
-    let first = staticSettings();
-    if (first === undefined) {
-      const r = await configIterator.next();
-      if (r.done) throw new AgentError("aborted", "stopped before the proxy configuration arrived");
-      first = r.value;
-    }
-    settings = first;
-    const service = first.service;
-    await applyMetricsAddr(first.metricsBindAddr);
-
-    certs = createCertStore(agent, { service }, {
+  // ---- phase 3: identity ----
+  const startIdentity = async (service: string): Promise<{ certs: CertStore; authz: Authorizer; material: TlsMaterial }> => {
+    const certs = createCertStore(agent, { service }, {
       log: log.child({ component: "certs" }),
       now,
       onRejected: (reason) => metrics.certRejected.labels(reason).inc(),
     });
-    certs.subscribe(onMaterial);
-    authz = createAuthorizer(agent, { log: log.child({ component: "authz" }), metrics, now }, {
+    started.certs = certs;
+    parts.add({ name: "cert store", close: () => certs.close(), destroy: () => certs.close() });
+    certs.subscribe(certificateMetrics(metrics));
+    const authz = createAuthorizer(agent, { log: log.child({ component: "authz" }), metrics, now }, {
       target: service,
       maxStaleMs: opts.authzMaxStaleMs,
       revokeLive: opts.revokeLive,
     });
-    const m = await certs.ready(stop.signal);
-    onMaterial(m);
-    const leafId = parseSpiffeId(m.serviceUri);
+    started.authz = authz;
+    parts.add({ name: "authorizer", close: () => authz.close(), destroy: () => authz.close() });
+    return { certs, authz, material: await certs.ready(stop.signal) };
+  };
+
+  // ---- phase 4: serving ----
+  const openPublicListener = (s: ProxySettings, bind: { host: string; port: number }, certs: CertStore, authz: Authorizer): Promise<PublicListener> =>
+    startPublicListener(publicListenerOptions(s, bind, opts), {
+      certs,
+      authz,
+      log: log.child({ listener: "public" }),
+      metrics,
+      logConnections: opts.logConnections,
+    });
+
+  const start = async (): Promise<void> => {
+    const first = staticSettings(opts) ?? (await firstOf(configs));
+    started.settings = first;
+    await moveAdmin(first.metricsBindAddr);
+    const { certs, authz, material } = await startIdentity(first.service);
+    const leafId = parseSpiffeId(material.serviceUri);
     const localDatacenter =
       first.datacenter ?? opts.agent.datacenter ?? (leafId.ok && "datacenter" in leafId.value ? leafId.value.datacenter : "dc1");
 
-    upstreams = createUpstreams({ agent, certs, log: log.child({ component: "upstream" }), metrics, localDatacenter, logConnections: opts.logConnections });
+    const upstreams = createUpstreams({ agent, certs, log: log.child({ component: "upstream" }), metrics, localDatacenter, logConnections: opts.logConnections });
+    started.upstreams = upstreams;
+    parts.add({ name: "upstream listeners", drain: () => upstreams.close(), destroy: () => upstreams.destroy() });
     await upstreams.apply(first.upstreams);
     if (stop.signal.aborted) return;
-    if (first.bind !== undefined) publicListener = await openPublicListener(first, first.bind);
+    // One part for the public listener whichever one runs: a configuration change may replace or stop it.
+    parts.add({
+      name: "public listener",
+      drain() {
+        const pub = started.publicListener;
+        if (pub === undefined) return Promise.resolve();
+        log.info({ active: pub.activeCount() }, "public listener stopped accepting; waiting for live connections");
+        return pub.close();
+      },
+      destroy: () => started.publicListener?.destroy(),
+    });
+    if (first.bind !== undefined) started.publicListener = await openPublicListener(first, first.bind, certs, authz);
     if (stop.signal.aborted) return;
-    if (opts.source.t === "static" && opts.source.register !== undefined && publicListener !== undefined) {
-      const bound = publicListener.address();
-      registration = await startRegistration(agent, { service, idSuffix: opts.source.register.idSuffix, listen: bound }, { log });
+
+    // ---- phase 5: announcing ----
+    if (opts.source.t === "static" && opts.source.register !== undefined && started.publicListener !== undefined) {
+      const registration = await startRegistration(agent, { service: first.service, idSuffix: opts.source.register.idSuffix, listen: started.publicListener.address() }, { log });
+      started.registration = registration;
+      parts.add({ name: "registration", leave: () => registration.markDraining(), close: () => registration.deregister(), destroy: () => registration.stop() });
     }
-    log.info({ service, identity: m.serviceUri, leafSerial: m.leafSerial, upstreams: first.upstreams.length }, "sidecar started");
-    void followConfig();
+    log.info({ service: first.service, identity: material.serviceUri, leafSerial: material.leafSerial, upstreams: first.upstreams.length }, "sidecar started");
+    void followConfig(certs, authz, upstreams);
   };
 
-  // Later registrations apply live, one at a time (spec §9.3 does not; we do).
-  const followConfig = async (): Promise<void> => {
+  // ---- then: later registrations apply live, one at a time (spec §9.3 does not; we do) ----
+  const followConfig = async (certs: CertStore, authz: Authorizer, upstreams: UpstreamsManager): Promise<void> => {
     try {
       for (;;) {
-        const r = await configIterator.next();
+        const r = await configs.next();
         if (r.done || stop.signal.aborted) return;
-        await applySettings(r.value);
+        let next = r.value;
+        const prev = started.settings!;
+        for (const action of planConfigChange(prev, next, started.publicListener !== undefined)) {
+          if (!(await apply(action, next))) next = keepPrevious(action, prev, next);
+        }
+        started.settings = next;
       }
     } catch (err) {
       if (!stop.signal.aborted) log.error({ err }, "following the proxy configuration failed");
     }
-  };
 
-  const applySettings = async (incoming: ProxySettings): Promise<void> => {
-    const prev = settings!;
-    let next = incoming;
-    if (next.service !== prev.service) {
-      log.error(
-        { was: prev.service, now: next.service },
-        "Proxy.DestinationServiceName changed; the identity cannot change live, restart the sidecar to run as the new service",
-      );
-      next = { ...next, service: prev.service };
-    }
-    if (!sameAddress(prev.bind, next.bind)) {
-      try {
-        if (publicListener !== undefined && next.bind !== undefined) {
-          await publicListener.rebind(next.bind);
-          log.info({ was: prev.bind, now: next.bind }, "public listener re-bound; live connections kept");
-        } else if (publicListener !== undefined) {
-          const old = publicListener;
-          publicListener = undefined;
-          log.info("bind port is now 0: the public listener stops accepting");
-          void old.close();
-        } else if (next.bind !== undefined && next.app !== undefined) {
-          publicListener = await openPublicListener(next, next.bind);
+    /** Carries out one action; false when what it changes must keep its old value (logged). */
+    async function apply(action: ConfigAction, next: ProxySettings): Promise<boolean> {
+      switch (action.t) {
+        case "keep_identity":
+          log.error(
+            { was: action.was, now: action.now },
+            "Proxy.DestinationServiceName changed; the identity cannot change live, restart the sidecar to run as the new service",
+          );
+          return false;
+        case "rebind_public":
+        case "open_public":
+        case "stop_public":
+          try {
+            await applyBind(action, next);
+            return true;
+          } catch (err) {
+            log.error({ err, bind: next.bind }, "could not bind the new public listener address; keeping the old one");
+            return false;
+          }
+        case "update_app": {
+          const pub = started.publicListener;
+          if (pub === undefined) return true;
+          try {
+            pub.update(action);
+          } catch (err) {
+            log.error({ err }, "refused the new app settings; keeping the old ones");
+            return false;
+          }
+          log.info({ app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs }, "public listener settings updated for new connections");
+          return true;
         }
-      } catch (err) {
-        log.error({ err, bind: next.bind }, "could not bind the new public listener address; keeping the old one");
-        next = { ...next, bind: prev.bind };
+        case "apply_upstreams":
+          try {
+            await upstreams.apply(action.upstreams);
+            log.info({ upstreams: action.upstreams.map((u) => u.destinationName) }, "upstreams updated");
+          } catch (err) {
+            log.error({ err }, "applying the upstreams failed");
+          }
+          return true; // the listeners that did bind serve; the next registration is applied afresh
+        case "move_admin":
+          await moveAdmin(action.addr); // on failure the admin server stays where it is, and says so
+          return true;
       }
     }
-    if (publicListener !== undefined && next.app !== undefined && appSettingsChanged(prev, next)) {
-      try {
-        publicListener.update({ app: next.app, handshakeTimeoutMs: next.handshakeTimeoutMs, localConnectTimeoutMs: next.localConnectTimeoutMs });
-        log.info({ app: formatApp(next.app), handshakeTimeoutMs: next.handshakeTimeoutMs, localConnectTimeoutMs: next.localConnectTimeoutMs }, "public listener settings updated for new connections");
-      } catch (err) {
-        log.error({ err }, "refused the new app settings; keeping the old ones");
-        next = { ...next, app: prev.app, handshakeTimeoutMs: prev.handshakeTimeoutMs, localConnectTimeoutMs: prev.localConnectTimeoutMs };
+
+    async function applyBind(action: Extract<ConfigAction, { t: "rebind_public" | "open_public" | "stop_public" }>, next: ProxySettings): Promise<void> {
+      const was = started.settings?.bind;
+      if (action.t === "rebind_public") {
+        await started.publicListener!.rebind(action.bind);
+        log.info({ was, now: action.bind }, "public listener re-bound; live connections kept");
+      } else if (action.t === "stop_public") {
+        const old = started.publicListener!;
+        started.publicListener = undefined;
+        log.info("bind port is now 0: the public listener stops accepting");
+        void old.close();
+      } else {
+        started.publicListener = await openPublicListener(next, action.bind, certs, authz);
       }
     }
-    if (upstreams !== undefined && JSON.stringify(prev.upstreams) !== JSON.stringify(next.upstreams)) {
-      try {
-        await upstreams.apply(next.upstreams);
-        log.info({ upstreams: next.upstreams.map((u) => u.destinationName) }, "upstreams updated");
-      } catch (err) {
-        log.error({ err }, "applying the upstreams failed");
-      }
-    }
-    if (!sameAddress(prev.metricsBindAddr, next.metricsBindAddr)) await applyMetricsAddr(next.metricsBindAddr);
-    settings = next;
   };
 
   const ready = start();
@@ -354,97 +306,119 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     if (stop.signal.aborted) return;
     phase = { t: "failed", error: err instanceof Error ? err.message : String(err) };
   });
-  let checklist: Checklist | undefined;
   if (opts.checklistIntervalMs !== undefined && opts.checklistIntervalMs > 0) {
     const intervalMs = opts.checklistIntervalMs;
     void ready.then(
       () => {
         if (stop.signal.aborted) return;
-        checklist = startChecklist(
-          { source: opts.source, agent: opts.agent, intervalMs, ownPublicListener: () => publicListener?.address() },
+        const checklist = startChecklist(
+          { source: opts.source, agent: opts.agent, intervalMs, ownPublicListener: () => started.publicListener?.address() },
           { log, now, agent },
         );
+        started.checklist = checklist;
+        parts.add({ name: "checklist", destroy: () => checklist.close() });
       },
       () => undefined,
     );
   }
 
+  /** Stops the start and the configuration watch; whatever started is then on `parts`. */
+  const stopStarting = async (deadlineMs: number): Promise<void> => {
+    phase = { t: "draining", deadlineMs };
+    stop.abort();
+    await configs.return(undefined).catch(() => undefined);
+  };
+
   let closing: Promise<0 | 1> | undefined;
   const close = (drainTimeoutMs: number): Promise<0 | 1> =>
     (closing ??= (async () => {
       const deadlineMs = now() + drainTimeoutMs;
-      phase = { t: "draining", deadlineMs };
-      stop.abort();
-      checklist?.close();
-      await configIterator.return(undefined).catch(() => undefined);
+      await stopStarting(deadlineMs);
       await ready.catch(() => undefined);
-      const remaining = (): number => Math.max(0, deadlineMs - now());
-      let cut = false;
-      const reg = registration;
-      if (reg !== undefined) await reg.markDraining();
-      // 1. Stop accepting inbound; live inbound connections finish while upstream listeners keep serving.
-      const pub = publicListener;
-      if (pub !== undefined) {
-        log.info({ active: pub.activeCount(), drainTimeoutMs }, "public listener stopped accepting; waiting for live connections");
-        if (!(await settlesWithin(pub.close(), remaining()))) {
-          log.warn({ active: pub.activeCount() }, "drain timeout: cutting live inbound connections");
-          pub.destroy();
-          cut = true;
-        }
-      }
-      // 2. Then the upstream listeners.
-      const ups = upstreams;
-      if (ups !== undefined && !(await settlesWithin(ups.close(), remaining()))) {
-        log.warn("drain timeout: cutting live upstream connections");
-        ups.destroy();
-        cut = true;
-      }
-      if (reg !== undefined) await reg.deregister();
-      authz?.close();
-      certs?.close();
-      await admin.close();
-      await agent.close();
-      log.info({ cut }, cut ? "stopped; some connections were cut" : "stopped cleanly");
-      return cut ? 1 : 0;
+      const clean = await parts.close(
+        () => Math.max(0, deadlineMs - now()),
+        (part) => log.warn({ part: part.name }, `drain timeout: cutting the live connections of the ${part.name}`),
+      );
+      log.info({ cut: !clean }, clean ? "stopped cleanly" : "stopped; some connections were cut");
+      return clean ? 0 : 1;
     })());
 
   return {
     ready,
     adminUrl: () => admin.url(),
     adminAddress: () => admin.address(),
-    publicAddress: () => publicListener?.address(),
+    publicAddress: () => started.publicListener?.address(),
     readiness,
     status,
-    reloadToken() {
-      const file = opts.agent.tokenFile;
-      if (file === undefined) {
-        log.warn("SIGHUP: the token did not come from a file (-token-file / CONSUL_HTTP_TOKEN_FILE); nothing to re-read");
-        return;
-      }
-      try {
-        agent.setToken(readTokenFile(file));
-        log.info({ tokenFile: file }, "SIGHUP: re-read the token file");
-      } catch (err) {
-        log.error({ err: err instanceof Error ? err.message : String(err) }, "SIGHUP: could not re-read the token file; keeping the old token");
-      }
-    },
+    reloadToken: () => reloadToken(agent, opts.agent.tokenFile, log),
     close,
     destroy() {
-      phase = { t: "draining", deadlineMs: now() };
-      stop.abort();
-      void configIterator.return(undefined).catch(() => undefined);
-      publicListener?.destroy();
-      upstreams?.destroy();
-      registration?.stop();
-      authz?.close();
-      certs?.close();
-      void admin.close();
-      void agent.destroy();
+      void stopStarting(now());
+      parts.destroy();
     },
   };
 }
 
-/** findSidecarFor, retried while the agent is unreachable (a sidecar often starts before its agent). */
+/** The settings of static mode (flags), or undefined in agent mode. */
+function staticSettings(opts: SidecarOptions): ProxySettings | undefined {
+  if (opts.source.t !== "static") return undefined;
+  const s = opts.source;
+  return {
+    proxyId: undefined,
+    service: s.service,
+    datacenter: opts.agent.datacenter,
+    bind: s.listen,
+    app: s.app,
+    handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    localConnectTimeoutMs: DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+    upstreams: s.upstreams,
+    metricsBindAddr: undefined,
+  };
+}
+
+async function firstOf(configs: AsyncGenerator<ProxySettings>): Promise<ProxySettings> {
+  const r = await configs.next();
+  if (r.done) throw new AgentError("aborted", "stopped before the proxy configuration arrived");
+  return r.value;
+}
+
+/**
+ * Agent mode's configuration: the proxy registration, followed live with a hash-blocking watch
+ * (spec §9.2). A registration the parser refuses is logged and skipped. Static mode yields nothing.
+ */
+async function* proxyConfigs(
+  agent: AgentClient,
+  source: ProxySource,
+  o: { signal: AbortSignal; log: SidecarDeps["log"]; onProxyId: (id: string) => void },
+): AsyncGenerator<ProxySettings> {
+  if (source.t === "static") return;
+  let proxyId: string;
+  if (source.t === "sidecar-for") {
+    const svc = await findSidecarWithRetry(agent, source.serviceId, o.signal, o.log);
+    if (svc === undefined) return;
+    proxyId = svc.id;
+    o.onProxyId(proxyId);
+    o.log.info({ proxyId, sidecarFor: source.serviceId }, `running as ${svc.id}, the sidecar of ${source.serviceId}`);
+  } else {
+    proxyId = source.proxyId;
+  }
+  const changes = watch(agent, agentServiceWatch(proxyId), {
+    signal: o.signal,
+    onError: (err: AgentError, failures: number) => {
+      o.log.warn({ code: err.code, status: err.status, failures, error: err.message, proxyId }, "proxy configuration watch failed; retrying");
+    },
+  });
+  for await (const svc of changes) {
+    try {
+      yield proxySettingsFromService(svc);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      o.log.error({ field: err.field, proxyId }, `ignored a proxy registration update: ${err.message}`);
+    }
+  }
+}
+
+/** findSidecarFor, retried with back-off while the agent is unreachable. */
 async function findSidecarWithRetry(
   agent: AgentClient,
   serviceId: string,
@@ -457,23 +431,85 @@ async function findSidecarWithRetry(
     } catch (err) {
       if (signal.aborted) return undefined;
       if (!(err instanceof AgentError) || err.code !== "unreachable") throw err;
-      const delayMs = Math.min(250 * 2 ** (attempt - 1), 5_000);
+      const delayMs = Math.round(backoffDelayMs(attempt, FIND_SIDECAR_RETRY));
       log.warn({ error: err.message, attempt, retryInMs: delayMs }, "the agent is unreachable; retrying -sidecar-for");
-      const slept = await sleep(delayMs, true, { signal }).catch(() => false);
-      if (!slept) return undefined;
+      if (!(await delay(delayMs, signal))) return undefined;
     }
   }
 }
 
-/** True when `p` settles within `ms`; false on timeout (p keeps running). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
+function publicListenerOptions(s: ProxySettings, bind: { host: string; port: number }, opts: SidecarOptions): PublicListenerOptions {
+  return {
+    bind,
+    app: s.app!, // proxySettingsFromService refuses a bind without an app; static flags come in pairs
+    handshakeTimeoutMs: s.handshakeTimeoutMs,
+    localConnectTimeoutMs: s.localConnectTimeoutMs,
+    allowNonLoopbackApp: opts.allowNonLoopbackApp,
+    ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+    ...(opts.maxConns !== undefined ? { maxConns: opts.maxConns } : {}),
+  };
+}
+
+/** Certificate metrics: expiry gauges, and rotations after the first load. */
+function certificateMetrics(metrics: Metrics): (m: TlsMaterial) => void {
+  let material: TlsMaterial | undefined;
+  return (m) => {
+    if (material !== undefined && material.leafSerial !== m.leafSerial) metrics.certRotations.labels("leaf").inc();
+    if (material !== undefined && material.rootFingerprints.join() !== m.rootFingerprints.join()) {
+      metrics.certRotations.labels("roots").inc();
+      for (const r of material.roots.roots) {
+        if (!m.rootFingerprints.includes(r.id)) metrics.certNotAfter.remove("root", r.id);
+      }
+    }
+    metrics.certNotAfter.labels("leaf", "").set(m.leafNotAfter.getTime() / 1000);
+    for (const r of m.roots.roots) metrics.certNotAfter.labels("root", r.id).set(r.notAfter.getTime() / 1000);
+    material = m;
+  };
+}
+
+function describeStatus(
+  r: Readiness,
+  started: Started,
+  c: { opts: SidecarOptions; agent: AgentClient; admin: AdminServer; now: () => number },
+): SidecarStatus {
+  const m = started.certs?.current();
+  const lastContact = c.agent.lastContactMs();
+  const { settings, publicListener, registration } = started;
+  return {
+    ready: r.t === "ready",
+    readiness: describeReadiness(r, c.now()),
+    state: r.t,
+    mode: c.opts.source.t,
+    proxyId: registration?.id ?? started.proxyId,
+    service: settings?.service ?? (c.opts.source.t === "static" ? c.opts.source.service : undefined),
+    identity: m && { serviceUri: m.serviceUri, trustDomain: m.trustDomain },
+    leaf: m && { serial: m.leafSerial, notAfter: m.leafNotAfter.toISOString() },
+    roots: m && { fingerprints: m.rootFingerprints },
+    listeners: {
+      admin: formatAddress(c.admin.address()),
+      public:
+        publicListener && settings?.app
+          ? { address: formatAddress(publicListener.address()), activeConnections: publicListener.activeCount(), app: formatAddress(settings.app) }
+          : undefined,
+    },
+    upstreams: started.upstreams?.status() ?? [],
+    authz: started.authz && { cacheEntries: started.authz.size() },
+    agent: { origin: c.agent.origin, lastContact: lastContact === undefined ? undefined : new Date(lastContact).toISOString() },
+    registration: registration && { id: registration.id, checkId: registration.checkId },
+    checklist: started.checklist?.latest(),
+  };
+}
+
+/** SIGHUP: re-reads the token file, if the token came from one, and keeps the old token on failure. */
+function reloadToken(agent: AgentClient, file: string | undefined, log: SidecarDeps["log"]): void {
+  if (file === undefined) {
+    log.warn("SIGHUP: the token did not come from a file (-token-file / CONSUL_HTTP_TOKEN_FILE); nothing to re-read");
+    return;
+  }
   try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
+    agent.setToken(readTokenFile(file));
+    log.info({ tokenFile: file }, "SIGHUP: re-read the token file");
+  } catch (err) {
+    log.error({ err: err instanceof Error ? err.message : String(err) }, "SIGHUP: could not re-read the token file; keeping the old token");
   }
 }

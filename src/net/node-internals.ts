@@ -1,10 +1,12 @@
 // Every use of Node's private API in this codebase, in one place. Each one saves CPU or closes a
-// hole that Node's public API leaves open, and each one is checked: checkNodeInternals() says what
-// a Node release took away (the sidecar logs it at start-up), and test/net/node-internals.test.ts
+// hole that Node's public API leaves open, and each one is checked: selfTestNodeInternals() tries each
+// on real loopback sockets at start-up (the sidecar logs what a Node release broke as errors), and test/net/node-internals.test.ts
 // proves on real sockets that each still does what it is used for. When one is missing, its caller
 // falls back to the public API (slower, or a FIN where a reset was meant), never to a crash.
-import { Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import { once } from "node:events";
+import { connect, createServer, Socket, type AddressInfo } from "node:net";
+import { TLSSocket } from "node:tls";
+import { settlesWithin } from "./wait.js";
 
 // ---- scratch reads: a socket's reads land in one reused buffer instead of a new one each ----
 //
@@ -81,15 +83,52 @@ export function resetOnDestroy(sock: TLSSocket): boolean {
   return true;
 }
 
-// ---- the check ----
+// ---- the self-test ----
 
 /**
- * What this Node no longer offers of the internals above, as sentences for a log line; empty when
- * all is there. Cheap and synchronous: it looks for what can be seen without opening a socket (the
- * symbols); a handle method that is missing shows at first use (the caller falls back), and the test
- * suite proves on real sockets that each internal behaves.
+ * What this Node no longer does of the internals above, as sentences for an error line; empty when
+ * all is there. Run at start-up on a real loopback TCP pair (a few ms, no TLS handshake): a read
+ * must land in the scratch buffer, a TLS socket must know the socket it wrapped, and its destroy
+ * must reach the peer as a reset. A problem costs CPU or turns a cut into a FIN; it never crashes.
  */
-export function checkNodeInternals(): string[] {
-  if (findScratchSymbols() !== null) return [];
-  return ["net.Socket has no kBuffer/kBufferCb/kBufferGen symbols: proxied reads fall back to 'data' events (more CPU per chunk)"];
+export async function selfTestNodeInternals(): Promise<string[]> {
+  const problems: string[] = [];
+  if (findScratchSymbols() === null) problems.push("net.Socket has no kBuffer/kBufferCb/kBufferGen symbols");
+  const server = createServer();
+  const sockets: Socket[] = [];
+  try {
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const client = connect((server.address() as AddressInfo).port, "127.0.0.1");
+    client.on("error", () => {});
+    sockets.push(client);
+    const [accepted] = (await once(server, "connection")) as [Socket];
+    sockets.push(accepted);
+    await once(client, "connect");
+
+    const read = new Promise<number>((resolve) => readIntoScratch(client, Buffer.alloc(16), (n) => (resolve(n), true)) || resolve(-1));
+    accepted.write("x");
+    if ((await resultWithin(read)) !== 1) problems.push("a read did not land in the scratch buffer: proxied reads fall back to 'data' events (more CPU per chunk)");
+
+    const wrapped = new TLSSocket(accepted, { isServer: true });
+    wrapped.on("error", () => {});
+    if (rawSocketOf(wrapped) !== accepted) problems.push("a TLS socket no longer knows the TCP socket it wrapped (_parent): the handshake deadline starts at the handshake, not at accept");
+    const armed = resetOnDestroy(wrapped);
+    const reset = once(client, "error").then(([err]) => (err as NodeJS.ErrnoException).code === "ECONNRESET", () => false);
+    wrapped.destroy();
+    if (!armed || (await resultWithin(reset)) !== true) problems.push("a TLS socket's destroy no longer sends a TCP reset: a cut connection ends with a FIN, which a peer may take for a complete stream");
+  } catch (err) {
+    problems.push(`the self-test could not run on loopback: ${(err as Error).message}`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    server.close();
+  }
+  return problems;
+}
+
+const SELF_TEST_MS = 2_000;
+
+/** What `p` resolved with, or undefined when it did not within SELF_TEST_MS. */
+async function resultWithin<T>(p: Promise<T>): Promise<T | undefined> {
+  return (await settlesWithin(p, SELF_TEST_MS)) ? p : undefined;
 }

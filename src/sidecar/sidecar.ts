@@ -16,7 +16,7 @@ import {
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../listener/index.js";
-import { backoffDelayMs, checkNodeInternals, ConfigError, delay, formatAddress, formatHostPort } from "../net/index.js";
+import { backoffDelayMs, ConfigError, delay, formatAddress, formatHostPort, selfTestNodeInternals } from "../net/index.js";
 import {
   describeReadiness,
   startAdminServer,
@@ -89,8 +89,10 @@ interface Started {
  */
 export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promise<Sidecar> {
   const { log, metrics, now } = deps;
-  // A Node release that took away an internal the data path uses costs CPU, never correctness: say so.
-  for (const problem of checkNodeInternals()) log.error({ node: process.versions.node }, `node internals changed: ${problem}`);
+  // A Node release that broke an internal the data path uses costs CPU or turns resets into FINs: say so, loudly.
+  void selfTestNodeInternals().then((problems) => {
+    for (const problem of problems) log.error({ node: process.versions.node }, `node internals changed: ${problem}`);
+  });
   const stop = new AbortController();
   const parts = new PartStack();
   const started: Started = { proxyId: opts.source.t === "proxy-id" ? opts.source.proxyId : undefined };

@@ -5,12 +5,23 @@ import { once } from "node:events";
 import net from "node:net";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
-import { checkNodeInternals, rawSocketOf } from "../../src/net/index.js";
+import { rawSocketOf, selfTestNodeInternals } from "../../src/net/index.js";
 import { readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
 import { makeCa } from "../certs/fixtures.js";
 
-test("this Node offers every internal the data path uses", () => {
-  assert.deepEqual(checkNodeInternals(), []);
+test("the start-up self-test finds every internal the data path uses working on this Node", async () => {
+  assert.deepEqual(await selfTestNodeInternals(), []);
+});
+
+test("the start-up self-test reports an internal that stopped working", async (t) => {
+  // Node's TCP handle loses its reset(): resetOnDestroy cannot arm, and the self-test must say so.
+  const { TCP } = (process as unknown as { binding(name: string): { TCP: { prototype: { reset?: unknown } } } }).binding("tcp_wrap");
+  const reset = TCP.prototype.reset;
+  t.after(() => void (TCP.prototype.reset = reset));
+  delete TCP.prototype.reset;
+  const problems = await selfTestNodeInternals();
+  assert.equal(problems.length, 1, problems.join("; "));
+  assert.match(problems[0]!, /no longer sends a TCP reset/);
 });
 
 /** A TLS server on loopback and a client connected to it; resolves with both ends once handshaken. */

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { CaRoots, LeafCert } from "../agent/index.js";
-import { checkMaterial, type MaterialRejectReason, type TlsMaterial } from "./material.js";
+import { checkMaterial, withRoots, type MaterialRejectReason, type TlsMaterial } from "./material.js";
 
 export interface MaterialHolderDeps {
   log: Logger;
@@ -36,23 +36,24 @@ export function createMaterialHolder(deps: MaterialHolderDeps): MaterialHolder {
   const subscribers = new Set<(m: TlsMaterial) => void>();
   const waiters = new Set<{ resolve: (m: TlsMaterial) => void; reject: (e: unknown) => void }>();
 
-  const rebuild = (): void => {
+  const rebuild = (changed: "leaf" | "roots"): void => {
     if (closed || leaf === undefined || roots === undefined) return; // wait for both halves
     const checked = checkMaterial(leaf, roots, deps.now());
-    if (!checked.ok) {
-      deps.log.warn(
-        { reason: checked.reason, leafSerial: leaf.serialNumber, rootIds: roots.roots.map((r) => r.id), kept: material?.leafSerial },
-        material ? "refused TLS material update; kept the previous material" : "refused TLS material; not ready yet",
-      );
-      deps.onRejected?.(checked.reason);
-      return;
-    }
-    const m = checked.value;
-    material = m;
-    deps.log.info(
-      { leafSerial: m.leafSerial, leafNotAfter: m.leafNotAfter.toISOString(), rootFingerprints: m.rootFingerprints },
-      "TLS material updated",
+    if (checked.ok) return publish(checked.value, "TLS material updated");
+    // New roots while our leaf is out of its window (a rotation racing the leaf's renewal): peers
+    // with leaves from the new root must verify now, not when our next leaf comes.
+    const trusted = changed === "roots" && isWindow(checked.reason) && material !== undefined ? withRoots(material, roots) : undefined;
+    if (trusted !== undefined) return publish(trusted, `applied new roots; our leaf is ${checked.reason} and its renewal is awaited`, "warn");
+    deps.log.warn(
+      { reason: checked.reason, leafSerial: leaf.serialNumber, rootIds: roots.roots.map((r) => r.id), kept: material?.leafSerial },
+      material ? "refused TLS material update; kept the previous material" : "refused TLS material; not ready yet",
     );
+    deps.onRejected?.(checked.reason);
+  };
+
+  const publish = (m: TlsMaterial, msg: string, level: "info" | "warn" = "info"): void => {
+    material = m;
+    deps.log[level]({ leafSerial: m.leafSerial, leafNotAfter: m.leafNotAfter.toISOString(), rootFingerprints: m.rootFingerprints }, msg);
     for (const w of waiters) w.resolve(m);
     waiters.clear();
     for (const fn of subscribers) {
@@ -67,11 +68,11 @@ export function createMaterialHolder(deps: MaterialHolderDeps): MaterialHolder {
   return {
     setLeaf(next) {
       leaf = next;
-      rebuild();
+      rebuild("leaf");
     },
     setRoots(next) {
       roots = next;
-      rebuild();
+      rebuild("roots");
     },
     current: () => material,
     ready(signal) {
@@ -110,4 +111,8 @@ export function createMaterialHolder(deps: MaterialHolderDeps): MaterialHolder {
       waiters.clear();
     },
   };
+}
+
+function isWindow(reason: MaterialRejectReason): boolean {
+  return reason === "expired" || reason === "not_yet_valid";
 }

@@ -43,13 +43,13 @@ const MAX_INTERMEDIATES = 3;
  * roots, trust domain) and builds the TLS material once. A failure returns the first reason found.
  */
 export function checkMaterial(leaf: LeafCert, roots: CaRoots, nowMs: number): Result<TlsMaterial, MaterialRejectReason> {
-  if (roots.roots.length === 0) return { ok: false, reason: "no_roots" };
-  if (roots.trustDomain === "") return { ok: false, reason: "no_trust_domain" };
+  const trust = checkRoots(roots);
+  if (!trust.ok) return trust;
+  const { anchors } = trust.value;
 
   const certPems = splitPem(leaf.certPem);
   const chain = parseAll(certPems);
-  const anchors = parseAll(roots.roots.map((r) => r.rootCertPem));
-  if (chain === undefined || chain.length === 0 || anchors === undefined) return { ok: false, reason: "bad_chain" };
+  if (chain === undefined || chain.length === 0) return { ok: false, reason: "bad_chain" };
   const leafX509 = chain[0]!;
 
   const window = checkWindow(leafX509, nowMs);
@@ -80,17 +80,44 @@ export function checkMaterial(leaf: LeafCert, roots: CaRoots, nowMs: number): Re
     ok: true,
     value: {
       leaf,
-      roots,
-      trustDomain: roots.trustDomain.toLowerCase(),
       serviceUri: uris[0] as SpiffeUri,
       key: leaf.privateKeyPem,
       certChain: certPems.join("\n") + "\n",
-      ca: roots.roots.map((r) => r.rootCertPem),
       leafNotAfter: leafX509.validToDate,
       leafSerial: colonHexSerial(leafX509.serialNumber),
-      rootFingerprints: anchors.map((a) => a.fingerprint.toLowerCase()),
+      ...trust.value.trust,
     },
   };
+}
+
+/** The fields of TlsMaterial that come from the roots alone. */
+type Trust = Pick<TlsMaterial, "roots" | "trustDomain" | "ca" | "rootFingerprints">;
+
+/** Roots that can anchor trust: at least one, readable, with a trust domain (spec §2). */
+function checkRoots(roots: CaRoots): Result<{ anchors: X509Certificate[]; trust: Trust }, "no_roots" | "no_trust_domain" | "bad_chain"> {
+  if (roots.roots.length === 0) return { ok: false, reason: "no_roots" };
+  if (roots.trustDomain === "") return { ok: false, reason: "no_trust_domain" };
+  const anchors = parseAll(roots.roots.map((r) => r.rootCertPem));
+  if (anchors === undefined) return { ok: false, reason: "bad_chain" };
+  const trust: Trust = {
+    roots,
+    trustDomain: roots.trustDomain.toLowerCase(),
+    ca: roots.roots.map((r) => r.rootCertPem),
+    rootFingerprints: anchors.map((a) => a.fingerprint.toLowerCase()),
+  };
+  return { ok: true, value: { anchors, trust } };
+}
+
+/**
+ * `current` trusting `roots` instead, for a roots update that checkMaterial refused only because our
+ * leaf (or the chain above it) is outside its validity window. Trust follows the roots; the leaf is
+ * only what we present, and its replacement is on its way. Undefined when the roots are unusable or
+ * name another trust domain (then the leaf is not ours to keep presenting under them).
+ */
+export function withRoots(current: TlsMaterial, roots: CaRoots): TlsMaterial | undefined {
+  const trust = checkRoots(roots);
+  if (!trust.ok || trust.value.trust.trustDomain !== current.trustDomain) return undefined;
+  return { ...current, ...trust.value.trust };
 }
 
 /**

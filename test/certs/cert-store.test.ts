@@ -90,6 +90,41 @@ test("a root rotation is followed through: both roots trusted, then the new leaf
   assert.equal(published.length, 3);
 });
 
+test("new roots are trusted while our leaf is expired; the leaf stays what we present until its renewal", async () => {
+  const ca = await makeCa();
+  const next = await makeCa({ trustDomain: ca.trustDomain });
+  const { leaf } = await ca.issueLeaf({ service: "web" });
+  const { log, lines } = captureLog();
+  let nowMs = Date.now();
+  const holder = createMaterialHolder({ log, now: () => nowMs });
+  const published: TlsMaterial[] = [];
+  holder.subscribe((m) => published.push(m));
+  holder.setRoots(rootsOf([ca]));
+  holder.setLeaf(leaf);
+  const before = holder.current()!;
+
+  nowMs = before.leafNotAfter.getTime() + 1_000; // the renewal is late: our leaf has just expired
+  holder.setRoots(rootsOf([ca, next], { activeIndex: 1 }));
+  const after = holder.current()!;
+  assert.equal(published.length, 2, "the rotated roots are published");
+  assert.equal(after.rootFingerprints.length, 2);
+  assert.deepEqual(after.ca, rootsOf([ca, next]).roots.map((r) => r.rootCertPem));
+  assert.equal(after.leafSerial, before.leafSerial, "the leaf we present is unchanged");
+  assert.ok(lines.some((l) => l.level === 40 && /applied new roots; our leaf is expired/.test(l.msg)));
+
+  holder.setLeaf(leaf); // the same expired leaf again is still refused as a whole
+  assert.equal(holder.current(), after);
+  const foreign = await makeCa({ trustDomain: "other.consul" });
+  holder.setRoots(rootsOf([foreign])); // roots of another trust domain are not ours to trust with this leaf
+  assert.equal(holder.current(), after);
+
+  const renewed = await next.issueLeaf({ service: "web" });
+  nowMs = Date.now();
+  holder.setRoots(rootsOf([ca, next], { activeIndex: 1 }));
+  holder.setLeaf(renewed.leaf);
+  assert.equal(holder.current()!.leafSerial, renewed.leaf.serialNumber);
+});
+
 test("ready() rejects on abort and on close, and a throwing subscriber does not stop the others", async () => {
   const ca = await makeCa();
   const { log, lines } = captureLog();

@@ -108,7 +108,6 @@ export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): Sidecar
   );
   const metricsText = optString(args, "metricsAddr");
   const maxConnsText = optString(args, "maxConns");
-  const idleText = optString(args, "idleTimeout");
   const drainTimeoutMs = positiveDuration(String(args.drainTimeout), "drain-timeout", true);
   const authzMaxStaleMs = positiveDuration(String(args.authzMaxStale), "authz-max-stale", true);
   return {
@@ -122,7 +121,8 @@ export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): Sidecar
     revokeLive: Boolean(args.revokeLive),
     authzMaxStaleMs,
     maxConns: maxConnsText === undefined ? undefined : positiveInt(maxConnsText, "max-conns", 1, 1_000_000),
-    idleTimeoutMs: idleText === undefined ? undefined : positiveDuration(idleText, "idle-timeout", false),
+    idleTimeoutMs: positiveDuration(String(args.idleTimeout), "idle-timeout", true),
+    tcpKeepAliveMs: keepAliveDuration(String(args.tcpKeepalive)),
     checklistIntervalMs: positiveDuration(String(args.checklistInterval), "checklist-interval", true),
     idleMemoryRelease: Boolean(args.idleMemoryRelease),
   };
@@ -227,6 +227,15 @@ function positiveDuration(text: string, field: string, allowZero: boolean): numb
   const ms = parseGoDuration(text, field);
   if (ms < 0 || (!allowZero && ms === 0)) {
     throw new ConfigError(field, `"${text}" must be ${allowZero ? "zero or more" : "more than zero"}; use a duration such as 30s`);
+  }
+  return ms;
+}
+
+/** 0 (off) or whole seconds: the kernel counts TCP keepalive time in seconds. */
+function keepAliveDuration(text: string): number {
+  const ms = positiveDuration(text, "tcp-keepalive", true);
+  if (ms !== 0 && (ms < 1_000 || ms % 1_000 !== 0)) {
+    throw new ConfigError("tcp-keepalive", `"${text}" must be 0 (off) or whole seconds, as the kernel counts keepalive time; use a duration such as 30s`);
   }
   return ms;
 }

@@ -55,7 +55,8 @@ const PROXY_FLAGS = {
   "authz-max-stale": { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" },
   "max-conns": { type: "string", describe: "limit of concurrent inbound connections" },
   "checklist-interval": { type: "string", default: "10m", describe: "run the production checklist (doctor) on itself at ready and this often; 0 turns it off" },
-  "idle-timeout": { type: "string", describe: "close connections idle this long (e.g. 1h); default none" },
+  "idle-timeout": { type: "string", default: "1h", describe: "close proxied connections (both directions) idle this long; 0 turns it off" },
+  "tcp-keepalive": { type: "string", default: "30s", describe: "TCP keepalive on every proxied socket: first probe after this much silence, so a vanished peer is closed; 0 turns it off" },
   "idle-memory-release": { type: "boolean", default: true, describe: "when quiet after a busy spell, give the memory V8 pooled back to the OS (one full GC, 10-100 ms pause)" },
 } satisfies FlagTable;
 

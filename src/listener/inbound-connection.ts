@@ -20,6 +20,8 @@ export interface InboundSettings {
   localConnectTimeoutMs: number;
   /** 0: none. */
   idleTimeoutMs: number;
+  /** TCP keepalive's first probe after this much silence; 0: off. */
+  keepAliveMs: number;
   /** 0: no limit. */
   maxConns: number;
 }
@@ -120,7 +122,7 @@ async function serveInbound(c: InboundConn, s: InboundSettings, ctx: InboundCont
   if (!app.ok) return app.reason;
   c.app = app.value;
   app.value.on("error", ignore);
-  const r = await pipe(hs.value, app.value, { signal: c.stop.signal, idleTimeoutMs: s.idleTimeoutMs });
+  const r = await pipe(hs.value, app.value, { signal: c.stop.signal, idleTimeoutMs: s.idleTimeoutMs, keepAliveMs: s.keepAliveMs });
   c.bytesIn = r.bytesFromClient;
   c.bytesOut = r.bytesFromServer;
   return r.reason;

@@ -29,6 +29,7 @@ export interface PublicListenerOptions {
   /** Else a non-loopback app address is a ConfigError at start. */
   allowNonLoopbackApp: boolean;
   idleTimeoutMs?: number;
+  keepAliveMs?: number;
   maxConns?: number;
 }
 
@@ -75,6 +76,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       localConnectTimeoutMs: opts.localConnectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+      keepAliveMs: opts.keepAliveMs ?? 0,
       maxConns: opts.maxConns ?? 0,
     },
     conns: new Set(),

@@ -50,6 +50,8 @@ export const PIPE_CLOSE_REASONS = [
   "server_reset",
   "client_error", // any other error on the client side
   "server_error",
+  "client_timeout", // the client stopped answering: keepalive probes or retransmissions went unanswered (ETIMEDOUT)
+  "server_timeout",
   "idle_timeout", // no byte either way for idleTimeoutMs
   "revoked", // the caller aborted with reason "revoked" (authorization withdrawn)
   "shutdown", // the caller aborted for any other reason

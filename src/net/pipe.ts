@@ -8,6 +8,12 @@ export interface PipeOptions {
   signal?: AbortSignal;
   /** End both sockets after this many ms with no byte either way. 0 or absent: no idle timeout. */
   idleTimeoutMs?: number;
+  /**
+   * TCP keepalive on both sockets: the first probe after this many idle ms, so a peer that vanished
+   * without a FIN or a reset (power loss, a dropped route) ends as client_timeout / server_timeout.
+   * 0 or absent: off. A no-op on unix sockets.
+   */
+  keepAliveMs?: number;
 }
 
 export interface PipeResult {
@@ -115,8 +121,8 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       if (s.readableEnded && s.writableFinished) s.destroy();
     };
 
-    const onClientError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "client_reset" : "client_error");
-    const onServerError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "server_reset" : "server_error");
+    const onClientError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "client_reset" : err.code === "ETIMEDOUT" ? "client_timeout" : "client_error");
+    const onServerError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "server_reset" : err.code === "ETIMEDOUT" ? "server_timeout" : "server_error");
 
     const onClientClose = (): void => {
       clientClosed = true;
@@ -176,6 +182,11 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     if (signal?.aborted) return onAbort();
     client.setNoDelay(true);
     server.setNoDelay(true);
+    const keepAliveMs = opts.keepAliveMs ?? 0;
+    if (keepAliveMs > 0) {
+      client.setKeepAlive(true, keepAliveMs);
+      server.setKeepAlive(true, keepAliveMs);
+    }
     // What a socket read before we attached goes first (a full peer pauses the reader on its next
     // read, and its 'drain' resumes it); then every read goes to the scratch, or 'data' events where
     // this Node cannot do that.

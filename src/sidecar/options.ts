@@ -32,7 +32,10 @@ export interface SidecarOptions {
   revokeLive: boolean;
   authzMaxStaleMs: number;
   maxConns: number | undefined;
+  /** Proxied connections (both directions) idle this long are closed; 0 or undefined: never. */
   idleTimeoutMs: number | undefined;
+  /** TCP keepalive on every proxied socket: first probe after this much silence; 0 or undefined: off. */
+  tcpKeepAliveMs?: number | undefined;
   /** Run the production checklist (doctor) on itself when ready and at this period; undefined or 0: off. */
   checklistIntervalMs?: number | undefined;
   /** Process-wide, read by the CLI: release V8's pooled pages when quiet (src/ops/idle-memory-release.ts). */

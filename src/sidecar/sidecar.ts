@@ -196,7 +196,16 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     const localDatacenter =
       first.datacenter ?? opts.agent.datacenter ?? (leafId.ok && "datacenter" in leafId.value ? leafId.value.datacenter : "dc1");
 
-    const upstreams = createUpstreams({ agent, certs, log: log.child({ component: "upstream" }), metrics, localDatacenter, logConnections: opts.logConnections });
+    const upstreams = createUpstreams({
+      agent,
+      certs,
+      log: log.child({ component: "upstream" }),
+      metrics,
+      localDatacenter,
+      logConnections: opts.logConnections,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+      keepAliveMs: opts.tcpKeepAliveMs ?? 0,
+    });
     started.upstreams = upstreams;
     parts.add({ name: "upstream listeners", drain: () => upstreams.close(), destroy: () => upstreams.destroy() });
     await upstreams.apply(first.upstreams);
@@ -447,7 +456,8 @@ function publicListenerOptions(s: ProxySettings, bind: { host: string; port: num
     handshakeTimeoutMs: s.handshakeTimeoutMs,
     localConnectTimeoutMs: s.localConnectTimeoutMs,
     allowNonLoopbackApp: opts.allowNonLoopbackApp,
-    ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+    idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+    keepAliveMs: opts.tcpKeepAliveMs ?? 0,
     ...(opts.maxConns !== undefined ? { maxConns: opts.maxConns } : {}),
   };
 }

@@ -83,6 +83,7 @@ interface ConnCtx {
   /** Aborts every connection of this listener (destroy). */
   shutdown: AbortSignal;
   metrics: Metrics;
+  pipe: { idleTimeoutMs: number; keepAliveMs: number };
 }
 
 type Connected = { sock: TLSSocket; inst: Instance };
@@ -98,7 +99,7 @@ async function serveUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: Co
   rec.instance = inst.address;
   rec.proxied = true;
   inst.active++;
-  const r = await pipe(client, sock, { signal: ctx.shutdown });
+  const r = await pipe(client, sock, { signal: ctx.shutdown, ...ctx.pipe });
   inst.active--;
   rec.bytesFromClient = r.bytesFromClient;
   rec.bytesFromServer = r.bytesFromServer;
@@ -197,6 +198,8 @@ export interface UpstreamListenerDeps {
   log: Logger;
   metrics: Metrics;
   logConnections: boolean;
+  /** For every proxied connection of the listener. */
+  pipe: { idleTimeoutMs: number; keepAliveMs: number };
 }
 
 /** A bound upstream listener. Its route (destination) can be swapped without touching the socket. */
@@ -224,7 +227,7 @@ export interface UpstreamListener {
 export async function startUpstreamListener(route: Route, deps: UpstreamListenerDeps): Promise<UpstreamListener> {
   const bind = route.spec.bind;
   const shutdown = new AbortController();
-  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics };
+  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics, pipe: deps.pipe };
   let live = 0;
   let closing: Promise<void> | undefined;
   let onIdle: (() => void) | undefined;

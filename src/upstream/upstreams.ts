@@ -63,6 +63,10 @@ export interface UpstreamsDeps {
   random?: () => number;
   /** Accept LocalBindPort 0 as "any free port" (tests); otherwise it is a ConfigError as in Consul. */
   allowEphemeralPorts?: boolean;
+  /** Proxied connections idle this long are closed (idle_timeout); 0 or absent: never. */
+  idleTimeoutMs?: number;
+  /** TCP keepalive's first probe after this much silence; 0 or absent: off. */
+  keepAliveMs?: number;
 }
 
 /** Thrown by apply() when some listeners could not be bound; the others were applied. */
@@ -93,6 +97,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
     log: deps.log,
     metrics: deps.metrics,
     logConnections: deps.logConnections ?? true,
+    pipe: { idleTimeoutMs: deps.idleTimeoutMs ?? 0, keepAliveMs: deps.keepAliveMs ?? 0 },
   };
   const listeners = new Map<string, UpstreamListener>(); // by bindKey, in apply order
   const retiring = new Set<UpstreamListener>(); // removed, still finishing live connections

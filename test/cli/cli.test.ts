@@ -33,8 +33,10 @@ test("single-dash long flags parse as in Consul: -sidecar-for web, -http-addr=â€
   assert.deepEqual(two.source, { t: "sidecar-for", serviceId: "api" });
 });
 
-test("defaults: admin on loopback port 0, 30 s drain, connection logs and live revocation on", async () => {
+test("defaults: admin on loopback port 0, 30 s drain, 1 h idle timeout, 30 s keepalive, connection logs and live revocation on", async () => {
   const o = await proxy(["-sidecar-for", "web"]);
+  assert.equal(o.idleTimeoutMs, 3_600_000);
+  assert.equal(o.tcpKeepAliveMs, 30_000);
   assert.deepEqual(o.metricsAddr, { host: "127.0.0.1", port: 0 });
   assert.equal(o.metricsAddrExplicit, false);
   assert.equal(o.drainTimeoutMs, 30_000);
@@ -42,10 +44,11 @@ test("defaults: admin on loopback port 0, 30 s drain, connection logs and live r
   assert.equal(o.logConnections, true);
   assert.equal(o.revokeLive, true);
   assert.equal(o.allowNonLoopbackApp, false);
-  const off = await proxy(["-sidecar-for", "web", "-log-connections=false", "-revoke-live=false", "-idle-timeout", "1h", "-max-conns", "100"]);
+  const off = await proxy(["-sidecar-for", "web", "-log-connections=false", "-revoke-live=false", "-idle-timeout", "0", "-tcp-keepalive", "0", "-max-conns", "100"]);
   assert.equal(off.logConnections, false);
   assert.equal(off.revokeLive, false);
-  assert.equal(off.idleTimeoutMs, 3_600_000);
+  assert.equal(off.idleTimeoutMs, 0);
+  assert.equal(off.tcpKeepAliveMs, 0);
   assert.equal(off.maxConns, 100);
 });
 
@@ -70,6 +73,9 @@ test("flag errors name the field and the fix", async () => {
   assert.equal(none.field, "service");
   assert.match(none.message, /-service or -proxy-id must be specified so that proxy can configure itself\./);
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-drain-timeout", "5"])).field, "drain-timeout");
+  const subSecond = await configError(["proxy", "-sidecar-for", "web", "-tcp-keepalive", "500ms"]);
+  assert.equal(subSecond.field, "tcp-keepalive");
+  assert.match(subSecond.message, /whole seconds/);
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-metrics-addr", "nowhere"])).field, "metrics-addr");
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-http-addr", "127.0.0.1:x"])).field, "http-addr");
   assert.equal((await configError(["proxy", "-sidecar-for", "web", "-log-level", "loud"])).field, "log-level");

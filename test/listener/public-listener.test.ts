@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -7,9 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { connect as tlsConnect } from "node:tls";
+import { promisify } from "node:util";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
+import { delay } from "../../src/net/index.js";
+import { peerHost } from "../net/netns.js";
 import {
   captureLog, closed, closedWith, dial, echo, fakeAuthz, imbalance, makeMesh, metricValue, roundTrip, startApp,
   testMetrics, type FakeAuthz, type TestApp,
@@ -29,6 +33,8 @@ interface Setup {
   client(service?: string): Promise<{ certPem: string; keyPem: string; uri: string }>;
 }
 
+const execFileP = promisify(execFile);
+
 async function setup(t: TestContext, opts: Partial<PublicListenerOptions> & { greeting?: string; cachedAuthz?: boolean } = {}): Promise<Setup> {
   const cap = captureLog();
   const mesh = await makeMesh(cap.log);
@@ -37,13 +43,14 @@ async function setup(t: TestContext, opts: Partial<PublicListenerOptions> & { gr
   const metrics = testMetrics();
   const listener = await startPublicListener(
     {
-      bind: { host: "127.0.0.1", port: 0 },
+      bind: opts.bind ?? { host: "127.0.0.1", port: 0 },
       app: { host: "127.0.0.1", port: app.port },
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
       localConnectTimeoutMs: opts.localConnectTimeoutMs ?? 1000,
       allowNonLoopbackApp: false,
       ...(opts.maxConns !== undefined ? { maxConns: opts.maxConns } : {}),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
+      ...(opts.keepAliveMs !== undefined ? { keepAliveMs: opts.keepAliveMs } : {}),
     },
     { certs: mesh.store, authz, log: cap.log, metrics },
   );
@@ -566,4 +573,64 @@ test("with logConnections false nothing is logged per connection, and metrics st
   assert.equal(cap.closed().length, 0);
   assert.equal(await metricValue(metrics.connectionsClosed, { listener: "public", reason: "done" }), 1);
   assert.equal(await imbalance(metrics), 0);
+});
+
+test("both sockets of a proxied connection carry TCP keepalive (seen by ss)", async (t) => {
+  const ss = await execFileP("ss", ["-V"]).catch(() => undefined);
+  if (ss === undefined) return t.skip("ss (iproute2) is not installed: cannot see the sockets' timers");
+  const s = await setup(t, { keepAliveMs: 45_000 });
+  const sock = await dial(s.port, await s.client(), s.caPems);
+  assert.equal(await echo(sock, "ka"), "ka");
+  const appSide = [...s.app.sockets][0]!;
+  const { stdout } = await execFileP("ss", ["-tnoH", "state", "established"]);
+  // "Local Address:Port  Peer Address:Port": the socket whose local port is `local`, facing `peer`.
+  const line = (local: number, peer: number) => stdout.split("\n").find((l) => new RegExp(`:${local}\\s+\\S+:${peer}\\s`).test(l)) ?? "";
+  assert.match(line(s.port, sock.localPort!), /timer:\(keepalive/, "the client's side");
+  assert.match(line(appSide.remotePort!, s.app.port), /timer:\(keepalive/, "the app's side");
+  sock.end();
+  await closedWith(s.cap, "done");
+});
+
+/** True when our socket on `port` facing `peer` has nothing left unacknowledged (ss -ti shows no unacked). */
+async function acknowledged(port: number, peer: string): Promise<boolean> {
+  const { stdout } = await execFileP("ss", ["-tniH", "state", "established", "sport", "=", `:${port}`, "dst", peer]);
+  return stdout.trim() !== "" && !/unacked:/.test(stdout);
+}
+
+test("a client that vanishes without a FIN or a reset is closed as client_timeout, and so is the app's side", async (t) => {
+  const host = await peerHost(t);
+  if ("unavailable" in host) return t.skip(`no peer host: ${host.unavailable}`);
+  const s = await setup(t, { bind: { host: host.hostIp, port: 0 }, keepAliveMs: 1_000 });
+  const creds = await s.client();
+  const script = `
+    const tls = require("node:tls");
+    const c = tls.connect({ host: ${JSON.stringify(host.hostIp)}, port: ${s.port}, cert: process.env.CERT, key: process.env.KEY,
+      ca: process.env.CA, checkServerIdentity: () => undefined }, () => c.write("hi"));
+    c.on("data", (d) => process.stdout.write(d));
+    c.on("error", (e) => console.error(e.code, e.message));
+    setInterval(() => {}, 1000);`;
+  process.env.CERT = creds.certPem; // handed to the child through its environment
+  process.env.KEY = creds.keyPem;
+  process.env.CA = s.caPems[0];
+  t.after(() => void (delete process.env.CERT, delete process.env.KEY, delete process.env.CA));
+  const child = host.spawn(process.execPath, ["-e", script]);
+  t.after(() => void child.kill("SIGKILL"));
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => void (stderr += d.toString()));
+  const [echoed] = (await Promise.race([once(child.stdout!, "data"), once(child, "exit").then(() => assert.fail(`the client exited: ${stderr}`))])) as [Buffer];
+  assert.equal(echoed.toString(), "hi");
+  const appSide = [...s.app.sockets][0]!;
+  const appClosed = new Promise((resolve) => appSide.once("close", resolve)); // reset by the cut: not once(), which rejects on that error
+
+  // Keepalive probes only a quiet connection: while data is unacknowledged, TCP retransmits instead
+  // (for up to ~15 minutes; Node cannot set TCP_USER_TIMEOUT). Vanish once everything is acknowledged.
+  for (let i = 0; !(await acknowledged(s.port, host.peerIp)); i++) {
+    if (i === 100) assert.fail("the connection never became quiet");
+    await delay(20);
+  }
+  await host.vanish();
+  const closed = await closedWith(s.cap, "client_timeout");
+  assert.equal(closed.bytesIn, 2);
+  await appClosed;
+  assert.equal(await metricValue(s.metrics.connectionsClosed, { listener: "public", reason: "client_timeout" }), 1);
 });

@@ -157,6 +157,17 @@ test("a socket destroyed under the pipe ends the other side too", async (t) => {
   assert.equal(await clientEnd, "ECONNRESET");
 });
 
+test("a peer that stopped answering (ETIMEDOUT from keepalive) ends the pipe with its own reason, either side", async (t) => {
+  for (const side of ["client", "server"] as const) {
+    const { proxyIn, proxyOut, outerClient } = await topology(t);
+    const piped = pipe(proxyIn, proxyOut, { keepAliveMs: 30_000 });
+    outerClient.write("x");
+    const timedOut = Object.assign(new Error("read ETIMEDOUT"), { code: "ETIMEDOUT" });
+    (side === "client" ? proxyIn : proxyOut).destroy(timedOut); // what the kernel reports after its last unanswered probe
+    assert.equal((await piped).reason, `${side}_timeout`);
+  }
+});
+
 test("a slow reader holds the writer back: the pipe's buffers stay bounded while 50 MB pass", async (t) => {
   const { outerClient, proxyIn, proxyOut, outerServer } = await topology(t);
   const total = 50 * MiB;

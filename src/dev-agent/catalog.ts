@@ -11,6 +11,7 @@ import { planCheckRegistration, planRegistration, type CheckSpec, type NewServic
 import { startCheckRunner, type CheckRunner } from "./checks.js";
 import type { DevAgentContext } from "./context.js";
 import { decodeStrict } from "./decode.js";
+import { catalogReadRoutes } from "./catalog-reads.js";
 import { healthRoutes } from "./health.js";
 import { HttpError } from "./http-error.js";
 import type { AgentRequest, Reply, Route } from "./router.js";
@@ -434,5 +435,6 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     { path: "/v1/agent/check/fail/", methods: ["PUT"], handler: ttl("critical") },
     { path: "/v1/agent/check/update/", methods: ["PUT"], handler: ttl("body") },
     ...healthRoutes(catalog, ctx),
+    ...catalogReadRoutes(catalog, ctx),
   ];
 }

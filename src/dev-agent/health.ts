@@ -86,7 +86,8 @@ function tagged(services: ServiceRecord[], req: AgentRequest): ServiceRecord[] {
   return services.filter((s) => tags.every((t) => s.tags.includes(t)));
 }
 
-function filteredHeader(req: AgentRequest, filtered: boolean): Record<string, string> | undefined {
+/** `X-Consul-Results-Filtered-By-ACLs: true`, sent only when something was dropped and the request carried a token (spec §1.3). */
+export function filteredHeader(req: AgentRequest, filtered: boolean): Record<string, string> | undefined {
   return filtered && req.token ? { "X-Consul-Results-Filtered-By-ACLs": "true" } : undefined;
 }
 

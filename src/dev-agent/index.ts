@@ -11,6 +11,7 @@ import { selfRoutes } from "./self.js";
 import { createCatalog, catalogRoutes } from "./catalog.js";
 import { createIntentionStore, intentionRoutes, authorizeRoutes } from "./intentions.js";
 import { queryRoutes } from "./query.js";
+import { configRoutes, createDefaultsStore, intentionsEntryCheck } from "./config-entries.js";
 
 export interface DevAgentOptions {
   /** "host:port" (default "127.0.0.1:0" in-process, 127.0.0.1:8500 from the CLI) or "unix:///path". */
@@ -62,7 +63,8 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
   const acl = createAclStore(ctx);
   const ca = await createCa(ctx);
   const catalog = createCatalog(ctx);
-  const intentions = createIntentionStore(ctx);
+  const defaults = createDefaultsStore(ctx.feed);
+  const intentions = createIntentionStore(ctx.feed, intentionsEntryCheck(defaults));
   const routes = [
     ...aclRoutes(acl, ctx),
     ...caRoutes(ca, ctx),
@@ -70,6 +72,7 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
     ...catalogRoutes(catalog, ctx),
     ...intentionRoutes(intentions, ctx),
     ...authorizeRoutes(intentions, ctx),
+    ...configRoutes(defaults, intentions, ctx),
     ...queryRoutes(catalog, ctx),
   ];
   const handler = createRequestHandler(

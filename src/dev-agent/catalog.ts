@@ -304,8 +304,15 @@ function vetCheckWrite(req: AgentRequest, c: { serviceName: string; serviceId: s
 
 const UPDATE_SCHEMA = { Status: { type: "string" }, Output: { type: "string" } } as const;
 
+/** How the agent endpoints show a registration: with central config merged in (proxy-config.ts). */
+export interface ServiceView {
+  resolve(svc: ServiceRecord): ServiceRecord;
+  /** Change-feed tables whose writes can change `resolve`'s answer (they wake hash-blocking reads). */
+  tables: readonly string[];
+}
+
 /** The agent-local endpoints (spec §6) plus the catalog/health views (spec §7, health.ts). */
-export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
+export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext, view: ServiceView = { resolve: (s) => s, tables: [] }): Route[] {
   const dc = ctx.cfg.datacenter;
 
   const register = (req: AgentRequest): Reply => {
@@ -359,18 +366,18 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     for (;;) {
       const svc = catalog.service(id);
       if (!svc) throw new HttpError(404, `unknown service ID: ${id}`);
-      const { json, hash } = renderAgentServiceWithHash(svc, dc);
+      const { json, hash } = renderAgentServiceWithHash(view.resolve(svc), dc);
       if (want === "" || hash !== want || Date.now() >= deadline || req.signal.aborted) {
         return { json, headers: { "X-Consul-ContentHash": hash } };
       }
-      await req.feed.waitChange([SERVICES], deadline, req.signal);
+      await req.feed.waitChange([SERVICES, ...view.tables], deadline, req.signal);
     }
   };
 
   const listServices = (req: AgentRequest): Reply => {
     const acl = req.acl();
     const visible = catalog.services().filter((s) => acl.allowed("service", "read", s.name));
-    const rendered = applyFilter(req.query, visible.map((s) => renderAgentService(s, dc)), AGENT_SERVICE_FIELDS);
+    const rendered = applyFilter(req.query, visible.map((s) => renderAgentService(view.resolve(s), dc)), AGENT_SERVICE_FIELDS);
     return { json: Object.fromEntries(rendered.map((s) => [s.ID as string, s])) };
   };
 

@@ -5,7 +5,8 @@
 
 import { blockingRead } from "./blocking.js";
 import { applyFilter } from "./catalog-filter.js";
-import { CHECK_FIELDS, renderCheck, renderNode, renderNodeService, renderServiceNode, type CheckRecord } from "./catalog-model.js";
+import type { CatalogNode } from "./catalog-external.js";
+import { CHECK_FIELDS, renderCheck, renderNodeInfo, renderNodeService, renderServiceNode, type CheckRecord } from "./catalog-model.js";
 import type { Catalog } from "./catalog.js";
 import type { DevAgentContext } from "./context.js";
 import { checkDatacenter, filteredHeader } from "./health.js";
@@ -19,7 +20,7 @@ const MEMBER_FIELDS = [
 ] as const;
 
 /** `?node-meta=key:value` (repeatable): every pair must match the node's Meta (Consul's parseMetaFilter). */
-function nodeMetaMatches(req: AgentRequest, meta: Record<string, unknown>): boolean {
+function nodeMetaMatches(req: AgentRequest, meta: Record<string, string>): boolean {
   return req.query.getAll("node-meta").every((pair) => {
     const i = pair.indexOf(":");
     const [k, v] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
@@ -33,29 +34,30 @@ function listReply(req: AgentRequest, index: number, json: unknown, filtered: bo
   return { json, index, meta: true, ...(headers ? { headers } : {}) };
 }
 
-/** The catalog/health list routes over the dev agent's one node. */
+/** The catalog/health list routes over every catalog node (the agent's own and registered ones). */
 export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
   const { cfg } = ctx;
-  const node = () => renderNode(cfg, catalog.nodeIndex);
-  const isLocal = (name: string) => name === cfg.nodeName;
+  const findNode = (name: string): CatalogNode | undefined => catalog.nodes().find((n) => n.info.name === name);
+  const metaOk = (req: AgentRequest, n: CatalogNode) => nodeMetaMatches(req, n.info.meta);
 
   /** Checks the token may read: node:read on the node, plus service:read on a service check's service. */
-  const readableChecks = (req: AgentRequest, checks: readonly CheckRecord[]): { visible: CheckRecord[]; filtered: boolean } => {
+  const readableChecks = (req: AgentRequest, checks: ReadonlyArray<{ node: string; check: CheckRecord }>) => {
     const acl = req.acl();
-    const nodeOk = acl.allowed("node", "read", cfg.nodeName);
-    const visible = checks.filter((c) => nodeOk && (c.serviceId === "" || acl.allowed("service", "read", c.serviceName)));
+    const visible = checks.filter(({ node, check: c }) => acl.allowed("node", "read", node) && (c.serviceId === "" || acl.allowed("service", "read", c.serviceName)));
     return { visible, filtered: visible.length < checks.length };
   };
-  const allChecks = () => [catalog.serfHealth(), ...[...catalog.allChecks()].sort((a, b) => (a.id < b.id ? -1 : 1))];
 
-  const checksList = (select: (req: AgentRequest) => CheckRecord[], opts: { nodeMeta: boolean }) => async (req: AgentRequest): Promise<Reply> => {
+  const checksList = (select: (n: CatalogNode) => CheckRecord[], opts: { nodeMeta: boolean; node?: string }) => async (req: AgentRequest): Promise<Reply> => {
     checkDatacenter(req, ctx);
     // Consul's check reads carry the checks table's index (agent/consul/state/catalog.go).
     const { index, value } = await blockingRead(req, ["checks"], () => {
-      const chosen = opts.nodeMeta && !nodeMetaMatches(req, node().Meta as Record<string, unknown>) ? [] : select(req);
+      const chosen = catalog
+        .nodes()
+        .filter((n) => (opts.node === undefined || n.info.name === opts.node) && (!opts.nodeMeta || metaOk(req, n)))
+        .flatMap((n) => select(n).map((check) => ({ node: n.info.name, check })));
       return { index: ctx.feed.indexOf("checks"), value: readableChecks(req, chosen) };
     });
-    const json = applyFilter(req.query, value.visible.map((c) => renderCheck(c, cfg.nodeName)), CHECK_FIELDS);
+    const json = applyFilter(req.query, value.visible.map((x) => renderCheck(x.check, x.node)), CHECK_FIELDS);
     return listReply(req, index, json, value.filtered);
   };
 
@@ -63,12 +65,12 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
     checkDatacenter(req, ctx);
     const { index, value } = await blockingRead(req, ["services", "nodes"], () => {
       const acl = req.acl();
-      const all = nodeMetaMatches(req, node().Meta as Record<string, unknown>) ? catalog.services() : [];
-      const visible = all.filter((s) => acl.allowed("service", "read", s.name));
+      const all = catalog.nodes().filter((n) => metaOk(req, n)).flatMap((n) => n.services.map((service) => ({ node: n, service })));
+      const visible = all.filter((l) => acl.allowed("service", "read", l.service.name));
       return { index: ctx.feed.indexOf("services", "nodes"), value: { visible, filtered: visible.length < all.length } };
     });
-    // Consul evaluates ?filter against each ServiceNode, then groups the names with their tags.
-    const rows = applyFilter(req.query, value.visible.map((s) => renderServiceNode(s, cfg, catalog.nodeIndex)));
+    // Catalog.ListServices: ?filter is evaluated against each ServiceNode, then names are grouped with their tags.
+    const rows = applyFilter(req.query, value.visible.map((l) => renderServiceNode(l.service, l.node.info)));
     const out: Record<string, string[]> = {};
     for (const r of rows) {
       const tags = new Set([...(out[r.ServiceName as string] ?? []), ...(r.ServiceTags as string[])]);
@@ -81,20 +83,21 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
   const nodes = async (req: AgentRequest): Promise<Reply> => {
     checkDatacenter(req, ctx);
     const { index, value } = await blockingRead(req, ["nodes"], () => {
-      const all = [node()].filter((n) => nodeMetaMatches(req, n.Meta as Record<string, unknown>));
+      // Catalog.ListNodes applies ?filter before the ACL filter, so the header only counts what the filter kept.
+      const all = applyFilter(req.query, catalog.nodes().filter((n) => metaOk(req, n)).map((n) => renderNodeInfo(n.info)), NODE_FIELDS);
       const visible = all.filter((n) => req.acl().allowed("node", "read", n.Node as string));
       return { index: ctx.feed.indexOf("nodes"), value: { visible, filtered: visible.length < all.length } };
     });
-    return listReply(req, index, applyFilter(req.query, value.visible, NODE_FIELDS), value.filtered);
+    return listReply(req, index, value.visible, value.filtered);
   };
 
-  /** The node's services the token may read, or undefined when the node is unknown or unreadable. */
+  /** The node and its services the token may read, or no node when it is unknown or unreadable. */
   const nodeServices = (req: AgentRequest, name: string) => {
     const acl = req.acl();
-    if (!isLocal(name) || !acl.allowed("node", "read", name)) return { services: undefined, filtered: isLocal(name) };
-    const all = catalog.services();
-    const visible = all.filter((s) => acl.allowed("service", "read", s.name));
-    return { services: visible, filtered: visible.length < all.length };
+    const n = findNode(name);
+    if (!n || !acl.allowed("node", "read", name)) return { node: undefined, services: [], filtered: n !== undefined };
+    const visible = n.services.filter((s) => acl.allowed("service", "read", s.name));
+    return { node: n, services: visible, filtered: visible.length < n.services.length };
   };
 
   const nodeName = (req: AgentRequest): string => {
@@ -110,8 +113,8 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
       index: ctx.feed.indexOf("services", "nodes"),
       value: nodeServices(req, name),
     }));
-    const json = value.services
-      ? { Node: node(), Services: Object.fromEntries(value.services.map((s) => [s.id, renderNodeService(s)])) }
+    const json = value.node
+      ? { Node: renderNodeInfo(value.node.info), Services: Object.fromEntries(value.services.map((s) => [s.id, renderNodeService(s)])) }
       : null;
     return listReply(req, index, json, value.filtered);
   };
@@ -123,8 +126,9 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
       index: ctx.feed.indexOf("services", "nodes"),
       value: nodeServices(req, name),
     }));
-    const list = value.services ? applyFilter(req.query, value.services.map(renderNodeService)) : undefined;
-    const json = list ? { Node: node(), Services: list } : { Node: null, Services: null };
+    const json = value.node
+      ? { Node: renderNodeInfo(value.node.info), Services: applyFilter(req.query, value.services.map(renderNodeService)) }
+      : { Node: null, Services: null };
     return listReply(req, index, json, value.filtered);
   };
 
@@ -148,13 +152,13 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
       handler: (req) => {
         if (req.rest === "") throw new HttpError(400, "Missing service name");
         const name = req.rest;
-        return checksList(() => allChecks().filter((c) => c.serviceId !== "" && c.serviceName === name), { nodeMeta: true })(req);
+        return checksList((n) => n.checks.filter((c) => c.serviceId !== "" && c.serviceName === name), { nodeMeta: true })(req);
       },
     },
     {
       path: "/v1/health/node/",
       methods: ["GET"],
-      handler: (req) => checksList(() => (isLocal(nodeName(req)) ? allChecks() : []), { nodeMeta: false })(req),
+      handler: (req) => checksList((n) => n.checks, { nodeMeta: false, node: nodeName(req) })(req),
     },
     {
       path: "/v1/health/state/",
@@ -163,7 +167,7 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
         const state = req.rest;
         if (state === "") throw new HttpError(400, "Missing check state");
         // state store checksInStateTxn: "any" is every check; any other word is an index lookup (no 400).
-        return checksList(() => allChecks().filter((c) => state === "any" || c.status === state), { nodeMeta: true })(req);
+        return checksList((n) => n.checks.filter((c) => state === "any" || c.status === state), { nodeMeta: true })(req);
       },
     },
     { path: "/v1/agent/members", methods: ["GET"], handler: members },

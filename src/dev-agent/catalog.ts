@@ -4,13 +4,14 @@
 import { blockingParams } from "./blocking.js";
 import { applyFilter } from "./catalog-filter.js";
 import {
-  AGENT_SERVICE_FIELDS, CHECK_FIELDS, renderAgentService, renderAgentServiceWithHash, renderCheck,
+  AGENT_SERVICE_FIELDS, CHECK_FIELDS, localNodeInfo, renderAgentService, renderAgentServiceWithHash, renderCheck,
   type CheckRecord, type CheckStatus, type ServiceRecord,
 } from "./catalog-model.js";
 import { planCheckRegistration, planRegistration, type CheckSpec, type NewService, type RegistrationPlan } from "./catalog-register.js";
 import { startCheckRunner, type CheckRunner } from "./checks.js";
 import type { DevAgentContext } from "./context.js";
 import { decodeStrict } from "./decode.js";
+import { byId, catalogWriteRoutes, createExternalCatalog, type CatalogNode, type ExternalCatalog } from "./catalog-external.js";
 import { catalogReadRoutes } from "./catalog-reads.js";
 import { healthRoutes } from "./health.js";
 import { HttpError } from "./http-error.js";
@@ -26,6 +27,10 @@ const MAX_OUTPUT_BYTES = 4096;
 export interface Catalog {
   /** Index at which the node was registered (its CreateIndex/ModifyIndex). */
   readonly nodeIndex: number;
+  /** Nodes, services and checks registered through /v1/catalog/register (catalog-external.ts). */
+  readonly external: ExternalCatalog;
+  /** Every catalog node: the agent's own and the registered ones, sorted by name. */
+  nodes(): CatalogNode[];
   /** All services, sorted by ID. */
   services(): ServiceRecord[];
   service(id: string): ServiceRecord | undefined;
@@ -209,8 +214,14 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
     for (const s of [...services.values()]) if (s.sidecarParent === id) dropService(s.id, index);
   }
 
+  const external = createExternalCatalog(ctx.feed);
   const catalog: Catalog = {
     nodeIndex,
+    external,
+    nodes: () => {
+      const local: CatalogNode = { info: localNodeInfo(ctx.cfg, nodeIndex), services: catalog.services(), checks: [serf, ...checks.values()].sort(byId) };
+      return [local, ...external.nodes()].sort((a, b) => (a.info.name < b.info.name ? -1 : a.info.name > b.info.name ? 1 : 0));
+    },
     services: () => [...services.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     service: (id) => services.get(id),
     serfHealth: () => serf,
@@ -443,5 +454,6 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext, view: Serv
     { path: "/v1/agent/check/update/", methods: ["PUT"], handler: ttl("body") },
     ...healthRoutes(catalog, ctx),
     ...catalogReadRoutes(catalog, ctx),
+    ...catalogWriteRoutes(catalog.external, ctx, (node) => node === ctx.cfg.nodeName),
   ];
 }

@@ -69,12 +69,13 @@ test("health reads: checks of a service, of a node and by state include serfHeal
   assert.deepEqual((await agent.req("/v1/health/checks/nope")).json, []);
 
   const node = await agent.req("/v1/health/node/node1");
-  assert.deepEqual(node.json.map((c: { CheckID: string }) => c.CheckID), ["serfHealth", "db-ttl", "web-ttl"]);
+  // the state store's order: by node, then check ID
+  assert.deepEqual(node.json.map((c: { CheckID: string }) => c.CheckID), ["db-ttl", "serfHealth", "web-ttl"]);
   assert.deepEqual((await agent.req("/v1/health/node/other")).json, []);
 
   const ids = async (state: string) => ((await agent.req(`/v1/health/state/${state}`)).json as Array<{ CheckID: string }>).map((c) => c.CheckID);
-  assert.deepEqual(await ids("any"), ["serfHealth", "db-ttl", "web-ttl"]);
-  assert.deepEqual(await ids("passing"), ["serfHealth", "db-ttl"]);
+  assert.deepEqual(await ids("any"), ["db-ttl", "serfHealth", "web-ttl"]);
+  assert.deepEqual(await ids("passing"), ["db-ttl", "serfHealth"]);
   assert.deepEqual(await ids("critical"), ["web-ttl"]);
   assert.deepEqual(await ids("warning"), []);
   const noState = await agent.req("/v1/health/state/");

@@ -6,7 +6,7 @@
 import { blockingRead } from "./blocking.js";
 import type { DevAgentContext } from "./context.js";
 import { decodeCollectingUnknown, type Schema } from "./decode.js";
-import { checkDatacenter } from "./health.js";
+import { checkDatacenter, filteredHeader } from "./health.js";
 import { HttpError } from "./http-error.js";
 import { CONFIG_ENTRIES_TABLE, type IntentionInput, type IntentionStore } from "./intention-store.js";
 import { metaErrors, renderIntentionsEntry, SERVICE_INTENTIONS_SCHEMA, sourcesFromEntryBody, validateIntentionsEntry } from "./intentions-entry.js";
@@ -253,7 +253,8 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
       if (!KNOWN_KINDS.has(kind)) throw new HttpError(500, `invalid config entry kind: ${kind}`);
       const { index, value } = await blockingRead(req, [CONFIG_ENTRIES_TABLE], () => ({ index: ctx.feed.indexOf(CONFIG_ENTRIES_TABLE), value: listKind(kind) }));
       const visible = value.filter((e) => allowed(req, kind, e.Name as string, "read"));
-      return { json: visible, index, meta: true };
+      const headers = filteredHeader(req, visible.length < value.length);
+      return { json: visible, index, meta: true, ...(headers ? { headers } : {}) };
     }
     if (!KNOWN_KINDS.has(kind)) throw new HttpError(500, `invalid config entry kind: ${kind}`);
     require(req, kind, name, "read");

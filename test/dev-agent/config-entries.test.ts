@@ -244,7 +244,9 @@ test("config entries under default deny: reads filter or need the kind's permiss
   assert.match(anonOne.text, /^Permission denied: anonymous token lacks permission 'service:read' on "web"/);
 
   const webReader = await createToken(agent, { rules: 'service "web" { policy = "read" }' });
-  assert.deepEqual((await agent.req("/v1/config/service-defaults", { token: webReader })).json.map((e: { Name: string }) => e.Name), ["web"]);
+  const filtered = await agent.req("/v1/config/service-defaults", { token: webReader });
+  assert.deepEqual(filtered.json.map((e: { Name: string }) => e.Name), ["web"]);
+  assert.equal(filtered.headers.get("x-consul-results-filtered-by-acls"), "true");
   assert.deepEqual((await agent.req("/v1/config/service-intentions", { token: webReader })).json.map((e: { Name: string }) => e.Name), ["web"]);
   const noWrite = await putEntry(agent, { Kind: "service-defaults", Name: "web", Protocol: "grpc" }, { token: webReader });
   assert.equal(noWrite.status, 403);

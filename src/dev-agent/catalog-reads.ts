@@ -9,7 +9,7 @@ import type { CatalogNode } from "./catalog-external.js";
 import { CHECK_FIELDS, renderCheck, renderNodeInfo, renderNodeService, renderServiceNode, type CheckRecord } from "./catalog-model.js";
 import type { Catalog } from "./catalog.js";
 import type { DevAgentContext } from "./context.js";
-import { checkDatacenter, filteredHeader } from "./health.js";
+import { checkDatacenter, filteredHeader, nodeMetaMatches } from "./health.js";
 import { HttpError } from "./http-error.js";
 import type { AgentRequest, Reply, Route } from "./router.js";
 import { renderMember } from "./self.js";
@@ -18,15 +18,6 @@ const NODE_FIELDS = ["ID", "Node", "Address", "Datacenter", "TaggedAddresses", "
 const MEMBER_FIELDS = [
   "Name", "Addr", "Port", "Tags", "Status", "ProtocolMin", "ProtocolMax", "ProtocolCur", "DelegateMin", "DelegateMax", "DelegateCur",
 ] as const;
-
-/** `?node-meta=key:value` (repeatable): every pair must match the node's Meta (Consul's parseMetaFilter). */
-function nodeMetaMatches(req: AgentRequest, meta: Record<string, string>): boolean {
-  return req.query.getAll("node-meta").every((pair) => {
-    const i = pair.indexOf(":");
-    const [k, v] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
-    return Object.hasOwn(meta, k) && meta[k] === v;
-  });
-}
 
 /** The read result plus whether ACLs dropped anything, and the reply with setMeta headers. */
 function listReply(req: AgentRequest, index: number, json: unknown, filtered: boolean): Reply {

@@ -93,10 +93,19 @@ export function aclVisible(req: AgentRequest, _ctx: DevAgentContext, located: re
   return { visible, filtered: visible.length < located.length };
 }
 
-function tagged(located: Located[], req: AgentRequest): Located[] {
+/** `?node-meta=key:value` (repeatable): every pair must match the node's Meta (Consul's parseMetaFilter). */
+export function nodeMetaMatches(req: AgentRequest, meta: Record<string, string>): boolean {
+  return req.query.getAll("node-meta").every((pair) => {
+    const i = pair.indexOf(":");
+    const [k, v] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
+    return Object.hasOwn(meta, k) && meta[k] === v;
+  });
+}
+
+/** `?tag=` (every one given) and `?node-meta=` (parseMetaFilter) on the service lookups. */
+function byTagAndNodeMeta(located: Located[], req: AgentRequest): Located[] {
   const tags = req.query.getAll("tag");
-  if (tags.length === 0) return located;
-  return located.filter((l) => tags.every((t) => l.service.tags.includes(t)));
+  return located.filter((l) => tags.every((t) => l.service.tags.includes(t)) && nodeMetaMatches(req, l.node.info.meta));
 }
 
 /** `X-Consul-Results-Filtered-By-ACLs: true`, sent only when something was dropped and the request carried a token (spec §1.3). */
@@ -120,7 +129,7 @@ export function healthRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
       passing = v;
     }
     const { index, value } = await blockingRead(req, TABLES, () => {
-      const { visible, filtered } = aclVisible(req, ctx, tagged(selectServices(catalog, name, connect), req));
+      const { visible, filtered } = aclVisible(req, ctx, byTagAndNodeMeta(selectServices(catalog, name, connect), req));
       let entries = healthEntries(catalog, visible);
       if (passing) entries = filterByHealth(entries, true);
       return { index: ctx.feed.indexOf(...TABLES), value: { entries, filtered } };
@@ -135,7 +144,7 @@ export function healthRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     if (name === "") throw new HttpError(400, "Missing service name");
     checkDatacenter(req, ctx);
     const { index, value } = await blockingRead(req, ["services", "nodes"], () => {
-      const { visible, filtered } = aclVisible(req, ctx, tagged(selectServices(catalog, name, connect), req));
+      const { visible, filtered } = aclVisible(req, ctx, byTagAndNodeMeta(selectServices(catalog, name, connect), req));
       return { index: ctx.feed.indexOf("services", "nodes"), value: { visible, filtered } };
     });
     const rendered = value.visible.map((l) => renderServiceNode(l.service, l.node.info));

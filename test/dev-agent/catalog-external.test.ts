@@ -39,6 +39,9 @@ test("a registered external node, its catalog-only service and check show up in 
   const svc = (await agent.req("/v1/catalog/service/redis")).json;
   assert.deepEqual([svc.length, svc[0].Node, svc[0].Address, svc[0].ServiceID, svc[0].NodeMeta], [1, "ext1", "10.1.2.3", "redis", { env: "prod" }]);
 
+  assert.equal((await agent.req("/v1/health/service/redis?node-meta=env:prod")).json.length, 1);
+  assert.deepEqual((await agent.req("/v1/health/service/redis?node-meta=env:dev")).json, []);
+  assert.deepEqual((await agent.req("/v1/catalog/service/redis?node-meta=env:dev")).json, []);
   const health = (await agent.req("/v1/health/service/redis?passing")).json;
   assert.equal(health.length, 1);
   assert.equal(health[0].Node.Node, "ext1");

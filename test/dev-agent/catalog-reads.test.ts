@@ -90,8 +90,8 @@ test("catalog and health reads block: a change wakes the query, an unrelated wri
   const index = first.headers.get("x-consul-index");
   const checksFirst = await agent.req("/v1/health/state/critical");
 
-  const blocked = agent.req(`/v1/catalog/services?index=${index}&wait=30s`);
-  const blockedChecks = agent.req(`/v1/health/state/critical?index=${checksFirst.headers.get("x-consul-index")}&wait=30s`);
+  const blocked = agent.req(`/v1/catalog/services?index=${index}&wait=10m`);
+  const blockedChecks = agent.req(`/v1/health/state/critical?index=${checksFirst.headers.get("x-consul-index")}&wait=10m`);
   // unrelated: an intention write moves the global index but not the catalog's tables
   const unrelated = await agent.req("/v1/connect/intentions/exact?source=a&destination=b", { method: "PUT", body: { Action: "allow" } });
   assert.equal(unrelated.status, 200);
@@ -102,6 +102,27 @@ test("catalog and health reads block: a change wakes the query, an unrelated wri
   assert.ok("cache" in woke.json, "the answer is the one after the registration, not after the intention write");
   const wokeChecks = await blockedChecks;
   assert.ok(wokeChecks.json.some((c: { CheckID: string }) => c.CheckID === "cache-ttl"));
+});
+
+test("every catalog and health list read blocks until a write it reads wakes it", async (t) => {
+  const agent = await startAgent(t);
+  await seed(agent);
+  // [path, the write that changes its answer, what the woken answer shows]
+  const cases: Array<[string, () => Promise<unknown>, (json: any) => boolean]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+    ["/v1/catalog/nodes", () => agent.req("/v1/catalog/register", { method: "PUT", body: { Node: "ext1", Address: "10.0.0.9" } }), (j) => j.length === 2],
+    ["/v1/catalog/node/node1", () => register(agent, { Name: "api", Port: 9000 }), (j) => "api" in j.Services],
+    ["/v1/catalog/node-services/node1", () => register(agent, { Name: "api2", Port: 9001 }), (j) => j.Services.some((s: { ID: string }) => s.ID === "api2")],
+    ["/v1/health/checks/web", () => agent.req("/v1/agent/check/pass/web-ttl", { method: "PUT" }), (j) => j[0].Status === "passing"],
+    ["/v1/health/node/node1", () => agent.req("/v1/agent/check/register", { method: "PUT", body: { CheckID: "disk", Name: "disk", TTL: "1h" } }), (j) => j.some((c: { CheckID: string }) => c.CheckID === "disk")],
+  ];
+  for (const [path, write, shows] of cases) {
+    const first = await agent.req(path);
+    const blocked = agent.req(`${path}?index=${first.headers.get("x-consul-index")}&wait=10m`);
+    await write();
+    const woke = await blocked;
+    assert.ok(shows(woke.json), `${path} woke with the new answer`);
+    assert.ok(Number(woke.headers.get("x-consul-index")) > Number(first.headers.get("x-consul-index")), path);
+  }
 });
 
 test("catalog and health reads: ?filter, ?node-meta and members' ?filter select as Consul does", async (t) => {

@@ -212,8 +212,8 @@ test("config entry reads block: an entry write wakes them, an unrelated write do
   const index = first.headers.get("x-consul-index");
   const intentionsFirst = await agent.req("/v1/connect/intentions");
 
-  const blocked = agent.req(`/v1/config/service-defaults/web?index=${index}&wait=30s`);
-  const blockedList = agent.req(`/v1/connect/intentions?index=${intentionsFirst.headers.get("x-consul-index")}&wait=30s`);
+  const blocked = agent.req(`/v1/config/service-defaults/web?index=${index}&wait=10m`);
+  const blockedList = agent.req(`/v1/connect/intentions?index=${intentionsFirst.headers.get("x-consul-index")}&wait=10m`);
   await register(agent, { Name: "unrelated", Port: 1234 });
   await putEntry(agent, { Kind: "service-defaults", Name: "web", Protocol: "http" });
   await putEntry(agent, { Kind: "service-intentions", Name: "db", Sources: [{ Name: "web", Action: "allow" }] });

@@ -45,6 +45,7 @@ export interface CatalogRegistration {
   checks: Array<Omit<CheckRecord, "createIndex" | "modifyIndex" | "serviceName" | "serviceTags">>;
 }
 
+/** Orders records by ID, byte-wise, as the state store's indexes do. */
 export const byId = <T extends { id: string }>(a: T, b: T) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /** Creates the empty store; writes bump the "nodes", "services" and "checks" tables they touch. */

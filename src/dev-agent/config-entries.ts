@@ -180,7 +180,7 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
     if (kind === "service-intentions") return acl.allowed("intentions", level, name);
     return acl.allowed("mesh", level); // kinds the dev agent never holds
   };
-  const require = (req: AgentRequest, kind: string, name: string, level: "read" | "write"): void => {
+  const requireAccess = (req: AgentRequest, kind: string, name: string, level: "read" | "write"): void => {
     if (allowed(req, kind, name, level)) return;
     const acl = req.acl();
     if (kind === "proxy-defaults") acl.require("mesh", "write");
@@ -218,7 +218,7 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
       const name = str(out.Name);
       const sources = sourcesFromEntryBody(name, out);
       validateIntentionsEntry(name, meta, sources);
-      require(req, kindVal, name, "write");
+      requireAccess(req, kindVal, name, "write");
       return { json: intentions.putEntry({ destination: { partition: "default", ns: "default", name }, meta, sources }, cas) };
     }
     const kind = kindVal as DefaultsKind;
@@ -240,7 +240,7 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
       }
     }
     if (errs.length > 0) throw new HttpError(500, kind === "proxy-defaults" ? errs[0]! : multiError(errs));
-    require(req, kind, name, "write");
+    requireAccess(req, kind, name, "write");
     const { Kind: _k, Name: _n, CreateIndex: _c, ModifyIndex: _m, ...fields } = out;
     checkAllL7(withProposal(kind, name, fields));
     return { json: defaults.put(kind, name, fields, cas) };
@@ -257,7 +257,7 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
       return { json: visible, index, meta: true, ...(headers ? { headers } : {}) };
     }
     if (!KNOWN_KINDS.has(kind)) throw new HttpError(500, `invalid config entry kind: ${kind}`);
-    require(req, kind, name, "read");
+    requireAccess(req, kind, name, "read");
     const { index, value } = await blockingRead(req, [CONFIG_ENTRIES_TABLE], () => ({ index: ctx.feed.indexOf(CONFIG_ENTRIES_TABLE), value: getOne(kind, name) }));
     if (!value) throw new HttpError(404, `Config entry not found for ${JSON.stringify(kind)} / ${JSON.stringify(name)}`);
     return { json: value, index, meta: true };
@@ -287,7 +287,7 @@ export function configRoutes(defaults: DefaultsStore, intentions: IntentionStore
     if (!KNOWN_KINDS.has(kind)) throw new HttpError(400, `invalid config entry kind: ${kind}`);
     const cas = casParam(req);
     if (kind === "proxy-defaults" && name !== "global") throw new HttpError(500, `invalid name (${JSON.stringify(name)}), only "global" is supported`);
-    require(req, kind, name, "write");
+    requireAccess(req, kind, name, "write");
     let deleted = true;
     if (kind === "service-intentions") deleted = intentions.deleteEntry(name, cas);
     else if (kind === "proxy-defaults" || kind === "service-defaults") {

@@ -54,6 +54,7 @@ export interface IntentionStore {
 /** Checks a proposed entry before it is stored (the protocol rule of L7 permissions); throws an HttpError. */
 export type EntryCheck = (destination: string, meta: Record<string, string> | undefined, sources: readonly IntentionInput[]) => void;
 
+/** The identity of a source within its entry: peer, partition, namespace and name. */
 export function sourceKey(i: Pick<Intention, "sourcePeer" | "sourcePartition" | "sourceNS" | "sourceName">): string {
   return `${i.sourcePeer ?? ""}|${i.sourcePartition}/${i.sourceNS}/${i.sourceName}`;
 }

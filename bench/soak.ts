@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../src/agent/index.js";
 import { startDevAgent } from "../src/dev-agent/index.js";
+import { rotateRootBody } from "../test/dev-agent/ca-rotation.js";
 import { pickFreePort as freePort } from "../src/net/index.js";
 
 const { values } = parseArgs({
@@ -324,8 +325,8 @@ async function main(): Promise<void> {
     await warmup;
     await at(0.2);
     phase = "rotation";
-    log("root rotation (ForceRotate, LeafReissueWindow 5s)");
-    await mgmt.request({ method: "PUT", path: "/v1/connect/ca/configuration", body: { Provider: "consul", Config: { ForceRotate: true, LeafReissueWindow: "5s" } } });
+    log("root rotation (new PrivateKey, LeafReissueWindow 5s)");
+    await mgmt.request({ method: "PUT", path: "/v1/connect/ca/configuration", body: rotateRootBody({ LeafReissueWindow: "5s" }) });
     await new Promise((r) => setTimeout(r, 10_000));
     phase = "steady";
     await at(0.4);

@@ -436,8 +436,8 @@ async function applyConfig(ca: CaInternals, body: Record<string, unknown>): Prom
   const rootCertPem = get("RootCert") as string | undefined;
   const keyChanged = next.privateKeyType !== c.privateKeyType || next.privateKeyBits !== c.privateKeyBits;
   const byo = (privateKeyPem !== undefined && privateKeyPem !== c.privateKeyPem) || (rootCertPem !== undefined && rootCertPem !== c.rootCertPem);
-  const force = get("ForceRotate") === true || get("ForceRotate") === "true";
-  if (keyChanged || byo || force) {
+  // Consul rotates the root only for a new PrivateKey/RootCert or a key type/bits change.
+  if (keyChanged || byo) {
     if (privateKeyPem) {
       try {
         importSigningKey(privateKeyPem);

@@ -244,24 +244,50 @@ export function renderNodeService(s: ServiceRecord): Record<string, unknown> {
   return o;
 }
 
-/** The dev agent's one node, as the catalog shows it (`structs.Node`, spec §7.1). */
-export function renderNode(cfg: DevAgentConfig, index: number): Record<string, unknown> {
+/** A catalog node (`structs.Node`): the agent's own, or one registered through /v1/catalog/register. */
+export interface NodeInfo {
+  id: string;
+  name: string;
+  address: string;
+  datacenter: string;
+  taggedAddresses: Record<string, string>;
+  meta: Record<string, string>;
+  createIndex: number;
+  modifyIndex: number;
+}
+
+/** The dev agent's own node as the catalog shows it: LAN/WAN tagged addresses and the segment meta. */
+export function localNodeInfo(cfg: DevAgentConfig, index: number): NodeInfo {
   const a = cfg.nodeAddress;
   return {
-    ID: cfg.nodeId,
-    Node: cfg.nodeName,
-    Address: a,
-    Datacenter: cfg.datacenter,
-    TaggedAddresses: { lan: a, lan_ipv4: a, wan: a, wan_ipv4: a },
-    Meta: { "consul-network-segment": "" },
-    CreateIndex: index,
-    ModifyIndex: index,
+    id: cfg.nodeId, name: cfg.nodeName, address: a, datacenter: cfg.datacenter,
+    taggedAddresses: { lan: a, lan_ipv4: a, wan: a, wan_ipv4: a }, meta: { "consul-network-segment": "" },
+    createIndex: index, modifyIndex: index,
   };
 }
 
-/** `structs.ServiceNode` (spec §7.2). */
-export function renderServiceNode(s: ServiceRecord, cfg: DevAgentConfig, nodeIndex: number): Record<string, unknown> {
-  const node = renderNode(cfg, nodeIndex);
+/** `structs.Node` JSON (spec §7.1). */
+export function renderNodeInfo(n: NodeInfo): Record<string, unknown> {
+  return {
+    ID: n.id,
+    Node: n.name,
+    Address: n.address,
+    Datacenter: n.datacenter,
+    TaggedAddresses: n.taggedAddresses,
+    Meta: n.meta,
+    CreateIndex: n.createIndex,
+    ModifyIndex: n.modifyIndex,
+  };
+}
+
+/** The dev agent's one node, as the catalog shows it (`structs.Node`, spec §7.1). */
+export function renderNode(cfg: DevAgentConfig, index: number): Record<string, unknown> {
+  return renderNodeInfo(localNodeInfo(cfg, index));
+}
+
+/** `structs.ServiceNode` (spec §7.2) of `s` on node `n`. */
+export function renderServiceNode(s: ServiceRecord, n: NodeInfo): Record<string, unknown> {
+  const node = renderNodeInfo(n);
   const o: Record<string, unknown> = {
     ID: node.ID,
     Node: node.Node,

@@ -83,6 +83,15 @@ SERVICE_SCHEMA.Connect = {
   fields: { Native: bool, SidecarService: { fields: SERVICE_SCHEMA, aliases: ["sidecar_service"] }, Proxy: any },
 };
 
+/** A catalog `NodeService` (the `Service` of PUT /v1/catalog/register): the name is `Service`, no checks or sidecar. */
+export const NODE_SERVICE_SCHEMA: Schema = (() => {
+  const { Name: _n, Token: _t, Check: _c, Checks: _cs, Namespace: _ns, Partition: _p, ...rest } = SERVICE_SCHEMA;
+  return {
+    ...rest, Service: str, Connect: { fields: { Native: bool } }, PeerName: str,
+    LocallyRegisteredAsSidecar: bool, CreateIndex: int, ModifyIndex: int,
+  };
+})();
+
 /** What a check registration asks for, with its ID assigned: a stored check before the catalog owns it. */
 export type CheckSpec = Omit<CheckRecord, "status" | "serviceId" | "serviceName" | "serviceTags" | "createIndex" | "modifyIndex"> & {
   /** undefined: keep a re-registered check's status, else start critical (spec §6.1). */
@@ -230,6 +239,11 @@ function toService(def: Obj): NewService {
     connectNative: connect.Native === true,
     sidecarParent: undefined,
   };
+}
+
+/** A decoded catalog NodeService as a record (`ID` defaults to `Service`, servicePreApply). */
+export function toNodeService(def: Record<string, unknown>): NewService {
+  return toService({ ...def, Name: def.Service });
 }
 
 function upstreamId(u: UpstreamRecord): string {

@@ -4,13 +4,15 @@
 import { blockingParams } from "./blocking.js";
 import { applyFilter } from "./catalog-filter.js";
 import {
-  AGENT_SERVICE_FIELDS, CHECK_FIELDS, renderAgentService, renderAgentServiceWithHash, renderCheck,
+  AGENT_SERVICE_FIELDS, CHECK_FIELDS, localNodeInfo, renderAgentService, renderAgentServiceWithHash, renderCheck,
   type CheckRecord, type CheckStatus, type ServiceRecord,
 } from "./catalog-model.js";
 import { planCheckRegistration, planRegistration, type CheckSpec, type NewService, type RegistrationPlan } from "./catalog-register.js";
 import { startCheckRunner, type CheckRunner } from "./checks.js";
 import type { DevAgentContext } from "./context.js";
 import { decodeStrict } from "./decode.js";
+import { byId, catalogWriteRoutes, createExternalCatalog, type CatalogNode, type ExternalCatalog } from "./catalog-external.js";
+import { catalogReadRoutes } from "./catalog-reads.js";
 import { healthRoutes } from "./health.js";
 import { HttpError } from "./http-error.js";
 import type { AgentRequest, Reply, Route } from "./router.js";
@@ -25,6 +27,10 @@ const MAX_OUTPUT_BYTES = 4096;
 export interface Catalog {
   /** Index at which the node was registered (its CreateIndex/ModifyIndex). */
   readonly nodeIndex: number;
+  /** Nodes, services and checks registered through /v1/catalog/register (catalog-external.ts). */
+  readonly external: ExternalCatalog;
+  /** Every catalog node: the agent's own and the registered ones, sorted by name. */
+  nodes(): CatalogNode[];
   /** All services, sorted by ID. */
   services(): ServiceRecord[];
   service(id: string): ServiceRecord | undefined;
@@ -208,8 +214,14 @@ export function createCatalog(ctx: DevAgentContext): Catalog {
     for (const s of [...services.values()]) if (s.sidecarParent === id) dropService(s.id, index);
   }
 
+  const external = createExternalCatalog(ctx.feed);
   const catalog: Catalog = {
     nodeIndex,
+    external,
+    nodes: () => {
+      const local: CatalogNode = { info: localNodeInfo(ctx.cfg, nodeIndex), services: catalog.services(), checks: [serf, ...checks.values()].sort(byId) };
+      return [local, ...external.nodes()].sort((a, b) => (a.info.name < b.info.name ? -1 : a.info.name > b.info.name ? 1 : 0));
+    },
     services: () => [...services.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     service: (id) => services.get(id),
     serfHealth: () => serf,
@@ -303,8 +315,15 @@ function vetCheckWrite(req: AgentRequest, c: { serviceName: string; serviceId: s
 
 const UPDATE_SCHEMA = { Status: { type: "string" }, Output: { type: "string" } } as const;
 
+/** How the agent endpoints show a registration: with central config merged in (proxy-config.ts). */
+export interface ServiceView {
+  resolve(svc: ServiceRecord): ServiceRecord;
+  /** Change-feed tables whose writes can change `resolve`'s answer (they wake hash-blocking reads). */
+  tables: readonly string[];
+}
+
 /** The agent-local endpoints (spec §6) plus the catalog/health views (spec §7, health.ts). */
-export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
+export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext, view: ServiceView = { resolve: (s) => s, tables: [] }): Route[] {
   const dc = ctx.cfg.datacenter;
 
   const register = (req: AgentRequest): Reply => {
@@ -358,18 +377,18 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     for (;;) {
       const svc = catalog.service(id);
       if (!svc) throw new HttpError(404, `unknown service ID: ${id}`);
-      const { json, hash } = renderAgentServiceWithHash(svc, dc);
+      const { json, hash } = renderAgentServiceWithHash(view.resolve(svc), dc);
       if (want === "" || hash !== want || Date.now() >= deadline || req.signal.aborted) {
         return { json, headers: { "X-Consul-ContentHash": hash } };
       }
-      await req.feed.waitChange([SERVICES], deadline, req.signal);
+      await req.feed.waitChange([SERVICES, ...view.tables], deadline, req.signal);
     }
   };
 
   const listServices = (req: AgentRequest): Reply => {
     const acl = req.acl();
     const visible = catalog.services().filter((s) => acl.allowed("service", "read", s.name));
-    const rendered = applyFilter(req.query, visible.map((s) => renderAgentService(s, dc)), AGENT_SERVICE_FIELDS);
+    const rendered = applyFilter(req.query, visible.map((s) => renderAgentService(view.resolve(s), dc)), AGENT_SERVICE_FIELDS);
     return { json: Object.fromEntries(rendered.map((s) => [s.ID as string, s])) };
   };
 
@@ -434,5 +453,7 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     { path: "/v1/agent/check/fail/", methods: ["PUT"], handler: ttl("critical") },
     { path: "/v1/agent/check/update/", methods: ["PUT"], handler: ttl("body") },
     ...healthRoutes(catalog, ctx),
+    ...catalogReadRoutes(catalog, ctx),
+    ...catalogWriteRoutes(catalog.external, ctx, (node) => node === ctx.cfg.nodeName),
   ];
 }

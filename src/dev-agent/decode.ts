@@ -31,8 +31,30 @@ function mismatch(v: unknown, field: string, want: string, prefix?: string): Err
  * Throws a 400 HttpError naming the unknown or mistyped field, as Consul does.
  */
 export function decodeStrict(value: unknown, schema: Schema, path = "", prefix?: string): Record<string, unknown> {
+  return decodeObject(value, schema, { path, prefix, unknown: (key) => { throw decodeFailed(`json: unknown field "${key}"`, prefix); } });
+}
+
+/**
+ * Decodes like mapstructure does for config entries: keys match case-insensitively (plus aliases),
+ * and unknown keys are collected as mapstructure names them (`Sources[0].Foo`) instead of refused.
+ */
+export function decodeCollectingUnknown(value: unknown, schema: Schema): { out: Record<string, unknown>; unknown: string[] } {
+  const unknown: string[] = [];
+  const out = decodeObject(value, schema, { path: "", unknown: (key, at) => void unknown.push(at ? `${at}.${key}` : key), mapstructurePaths: true });
+  return { out, unknown };
+}
+
+interface DecodeOpts {
+  path: string;
+  prefix?: string;
+  unknown: (key: string, at: string) => void;
+  /** Name nested paths as mapstructure does (`A[0].B`) rather than as encoding/json does (`A.B`). */
+  mapstructurePaths?: boolean;
+}
+
+function decodeObject(value: unknown, schema: Schema, o: DecodeOpts): Record<string, unknown> {
   if (value === null || value === undefined) return {};
-  if (typeof value !== "object" || Array.isArray(value)) throw mismatch(value, path || "body", "struct", prefix);
+  if (typeof value !== "object" || Array.isArray(value)) throw mismatch(value, o.path || "body", "struct", o.prefix);
   const lookup = new Map<string, string>();
   for (const [name, spec] of Object.entries(schema)) {
     lookup.set(name.toLowerCase(), name);
@@ -41,19 +63,24 @@ export function decodeStrict(value: unknown, schema: Schema, path = "", prefix?:
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
     const name = lookup.get(key.toLowerCase());
-    if (name === undefined) throw decodeFailed(`json: unknown field "${key}"`, prefix);
-    out[name] = decodeField(v, schema[name]!, path ? `${path}.${name}` : name, prefix);
+    if (name === undefined) {
+      o.unknown(key, o.path);
+      continue;
+    }
+    out[name] = decodeField(v, schema[name]!, { ...o, path: o.path ? `${o.path}.${name}` : name });
   }
   return out;
 }
 
-function decodeField(v: unknown, spec: FieldSpec, field: string, prefix?: string): unknown {
+function decodeField(v: unknown, spec: FieldSpec, o: DecodeOpts): unknown {
   if (v === null) return undefined;
-  if (spec.fields) return decodeStrict(v, spec.fields, field, prefix);
+  if (spec.fields) return decodeObject(v, spec.fields, o);
   if (spec.items) {
-    if (!Array.isArray(v)) throw mismatch(v, field, "[]", prefix);
-    return v.map((x) => decodeField(x, spec.items!, field, prefix));
+    if (!Array.isArray(v)) throw mismatch(v, o.path, "[]", o.prefix);
+    return v.map((x, i) => decodeField(x, spec.items!, o.mapstructurePaths ? { ...o, path: `${o.path}[${i}]` } : o));
   }
+  const field = o.path;
+  const prefix = o.prefix;
   const t = spec.type ?? "any";
   switch (t) {
     case "string":

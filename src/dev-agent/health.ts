@@ -3,7 +3,8 @@
 
 import { blockingRead } from "./blocking.js";
 import { applyFilter } from "./catalog-filter.js";
-import { renderCheck, renderNode, renderNodeService, renderServiceNode, type CheckRecord, type ServiceRecord } from "./catalog-model.js";
+import type { CatalogNode } from "./catalog-external.js";
+import { renderCheck, renderNodeInfo, renderNodeService, renderServiceNode, type CheckRecord, type NodeInfo, type ServiceRecord } from "./catalog-model.js";
 import type { Catalog } from "./catalog.js";
 import type { DevAgentContext } from "./context.js";
 import { HttpError } from "./http-error.js";
@@ -11,33 +12,46 @@ import type { AgentRequest, Reply, Route } from "./router.js";
 
 const TABLES = ["services", "checks", "nodes"] as const;
 
+/** A service instance on its catalog node. */
+export interface Located {
+  node: CatalogNode;
+  service: ServiceRecord;
+}
+
 export interface HealthEntry {
+  node: NodeInfo;
   service: ServiceRecord;
   checks: CheckRecord[];
 }
 
-/** Which services a lookup of `name` selects: instances of it, or (connect) its mesh endpoints. */
-export function selectServices(catalog: Catalog, name: string, connect: boolean): ServiceRecord[] {
-  return catalog.services().filter((s) =>
-    connect
-      ? (s.kind === "connect-proxy" && s.proxy?.destinationServiceName === name) || (s.name === name && s.connectNative)
-      : s.name === name,
+/** Which instances a lookup of `name` selects on every node: instances of it, or (connect) its mesh endpoints. */
+export function selectServices(catalog: Catalog, name: string, connect: boolean): Located[] {
+  return catalog.nodes().flatMap((node) =>
+    node.services
+      .filter((s) =>
+        connect
+          ? (s.kind === "connect-proxy" && s.proxy?.destinationServiceName === name) || (s.name === name && s.connectNative)
+          : s.name === name,
+      )
+      .map((service) => ({ node, service })),
   );
 }
 
-/** The `CheckServiceNode` entries for `services`: node checks (serfHealth first) then the service's. */
-export function healthEntries(catalog: Catalog, services: readonly ServiceRecord[]): HealthEntry[] {
-  const nodeChecks = [catalog.serfHealth(), ...catalog.nodeChecks()];
-  return services.map((service) => ({ service, checks: [...nodeChecks, ...catalog.checksOf(service.id)] }));
+/** The `CheckServiceNode` entries: the node's own checks, then the instance's. */
+export function healthEntries(_catalog: Catalog, located: readonly Located[]): HealthEntry[] {
+  return located.map(({ node, service }) => ({
+    node: node.info,
+    service,
+    checks: [...node.checks.filter((c) => c.serviceId === ""), ...node.checks.filter((c) => c.serviceId === service.id)],
+  }));
 }
 
 /** Renders entries as `CheckServiceNode` JSON (spec §7.1). */
-export function renderHealthEntries(entries: readonly HealthEntry[], catalog: Catalog, ctx: DevAgentContext): Record<string, unknown>[] {
-  const node = renderNode(ctx.cfg, catalog.nodeIndex);
+export function renderHealthEntries(entries: readonly HealthEntry[], _catalog: Catalog, _ctx: DevAgentContext): Record<string, unknown>[] {
   return entries.map((e) => ({
-    Node: node,
+    Node: renderNodeInfo(e.node),
     Service: renderNodeService(e.service),
-    Checks: e.checks.map((c) => renderCheck(c, ctx.cfg.nodeName)),
+    Checks: e.checks.map((c) => renderCheck(c, e.node.name)),
   }));
 }
 
@@ -73,20 +87,29 @@ export function checkDatacenter(req: AgentRequest, ctx: DevAgentContext): void {
 }
 
 /** Drops entries the token may not see (spec §11.3): node:read on the node and service:read on the entry's name. */
-export function aclVisible(req: AgentRequest, ctx: DevAgentContext, services: readonly ServiceRecord[]): { visible: ServiceRecord[]; filtered: boolean } {
+export function aclVisible(req: AgentRequest, _ctx: DevAgentContext, located: readonly Located[]): { visible: Located[]; filtered: boolean } {
   const acl = req.acl();
-  if (!acl.allowed("node", "read", ctx.cfg.nodeName)) return { visible: [], filtered: services.length > 0 };
-  const visible = services.filter((s) => acl.allowed("service", "read", s.name));
-  return { visible, filtered: visible.length < services.length };
+  const visible = located.filter((l) => acl.allowed("node", "read", l.node.info.name) && acl.allowed("service", "read", l.service.name));
+  return { visible, filtered: visible.length < located.length };
 }
 
-function tagged(services: ServiceRecord[], req: AgentRequest): ServiceRecord[] {
+/** `?node-meta=key:value` (repeatable): every pair must match the node's Meta (Consul's parseMetaFilter). */
+export function nodeMetaMatches(req: AgentRequest, meta: Record<string, string>): boolean {
+  return req.query.getAll("node-meta").every((pair) => {
+    const i = pair.indexOf(":");
+    const [k, v] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
+    return Object.hasOwn(meta, k) && meta[k] === v;
+  });
+}
+
+/** `?tag=` (every one given) and `?node-meta=` (parseMetaFilter) on the service lookups. */
+function byTagAndNodeMeta(located: Located[], req: AgentRequest): Located[] {
   const tags = req.query.getAll("tag");
-  if (tags.length === 0) return services;
-  return services.filter((s) => tags.every((t) => s.tags.includes(t)));
+  return located.filter((l) => tags.every((t) => l.service.tags.includes(t)) && nodeMetaMatches(req, l.node.info.meta));
 }
 
-function filteredHeader(req: AgentRequest, filtered: boolean): Record<string, string> | undefined {
+/** `X-Consul-Results-Filtered-By-ACLs: true`, sent only when something was dropped and the request carried a token (spec §1.3). */
+export function filteredHeader(req: AgentRequest, filtered: boolean): Record<string, string> | undefined {
   return filtered && req.token ? { "X-Consul-Results-Filtered-By-ACLs": "true" } : undefined;
 }
 
@@ -106,7 +129,7 @@ export function healthRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
       passing = v;
     }
     const { index, value } = await blockingRead(req, TABLES, () => {
-      const { visible, filtered } = aclVisible(req, ctx, tagged(selectServices(catalog, name, connect), req));
+      const { visible, filtered } = aclVisible(req, ctx, byTagAndNodeMeta(selectServices(catalog, name, connect), req));
       let entries = healthEntries(catalog, visible);
       if (passing) entries = filterByHealth(entries, true);
       return { index: ctx.feed.indexOf(...TABLES), value: { entries, filtered } };
@@ -121,10 +144,10 @@ export function healthRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
     if (name === "") throw new HttpError(400, "Missing service name");
     checkDatacenter(req, ctx);
     const { index, value } = await blockingRead(req, ["services", "nodes"], () => {
-      const { visible, filtered } = aclVisible(req, ctx, tagged(selectServices(catalog, name, connect), req));
+      const { visible, filtered } = aclVisible(req, ctx, byTagAndNodeMeta(selectServices(catalog, name, connect), req));
       return { index: ctx.feed.indexOf("services", "nodes"), value: { visible, filtered } };
     });
-    const rendered = value.visible.map((s) => renderServiceNode(s, ctx.cfg, catalog.nodeIndex));
+    const rendered = value.visible.map((l) => renderServiceNode(l.service, l.node.info));
     const json = applyFilter(req.query, rendered, rendered[0] ? Object.keys(rendered[0]) : undefined);
     const headers = filteredHeader(req, value.filtered);
     return { json, index, meta: true, ...(headers ? { headers } : {}) };

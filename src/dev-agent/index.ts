@@ -8,9 +8,12 @@ import { createRequestHandler, listen, type BoundListener } from "./http-server.
 import { createAclStore, aclRoutes } from "./acl.js";
 import { createCa, caRoutes } from "./ca.js";
 import { selfRoutes } from "./self.js";
-import { createCatalog, catalogRoutes } from "./catalog.js";
+import { createCatalog, catalogRoutes, type ServiceRecord } from "./catalog.js";
 import { createIntentionStore, intentionRoutes, authorizeRoutes } from "./intentions.js";
 import { queryRoutes } from "./query.js";
+import { configRoutes, createDefaultsStore, intentionsEntryCheck } from "./config-entries.js";
+import { CONFIG_ENTRIES_TABLE } from "./intention-store.js";
+import { resolveProxyService } from "./proxy-config.js";
 
 export interface DevAgentOptions {
   /** "host:port" (default "127.0.0.1:0" in-process, 127.0.0.1:8500 from the CLI) or "unix:///path". */
@@ -62,14 +65,17 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
   const acl = createAclStore(ctx);
   const ca = await createCa(ctx);
   const catalog = createCatalog(ctx);
-  const intentions = createIntentionStore(ctx);
+  const defaults = createDefaultsStore(ctx.feed);
+  const serviceView = { resolve: (s: ServiceRecord) => resolveProxyService(s, defaults), tables: [CONFIG_ENTRIES_TABLE] };
+  const intentions = createIntentionStore(ctx.feed, intentionsEntryCheck(defaults));
   const routes = [
     ...aclRoutes(acl, ctx),
     ...caRoutes(ca, ctx),
     ...selfRoutes(ctx),
-    ...catalogRoutes(catalog, ctx),
+    ...catalogRoutes(catalog, ctx, serviceView),
     ...intentionRoutes(intentions, ctx),
     ...authorizeRoutes(intentions, ctx),
+    ...configRoutes(defaults, intentions, ctx),
     ...queryRoutes(catalog, ctx),
   ];
   const handler = createRequestHandler(

@@ -1,4 +1,5 @@
-// The intentions API (spec §5) over an in-memory store. Every write bumps the "intentions" table.
+// The intentions API (spec §5): a compatibility view over the service-intentions entries of
+// intention-store.ts, as in Consul ≥ 1.9.
 
 import { randomUUID } from "node:crypto";
 import { authorizeRoutes, defaultIntentionAllow } from "./authorize.js";
@@ -11,11 +12,11 @@ import {
   compareIntentions, decide, intentionMatches, intentionString, multiError, parseIntentionName, precedenceOf,
   renderIntention, validateIntention, type Intention, type IntentionName,
 } from "./intentions-model.js";
+import { allLegacy, createIntentionStore, INTENTIONS_TABLE as TABLE, intentionKey, type IntentionStore } from "./intention-store.js";
+import { normalizePermission } from "./intentions-entry.js";
 import type { AgentRequest, Reply, Route } from "./router.js";
 
-export { authorizeRoutes };
-
-const TABLE = "intentions";
+export { authorizeRoutes, createIntentionStore, type IntentionStore };
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const INTENTION_FIELDS = [
@@ -37,68 +38,11 @@ const INTENTION_SCHEMA: Schema = {
   RaftIndex: { type: "any" },
 };
 
-/** The intentions the dev agent holds, keyed by (source, destination). */
-export interface IntentionStore {
-  /** Every intention, highest precedence first (spec §5.3 ordering). */
-  list(): readonly Intention[];
-  getExact(src: IntentionName, dst: IntentionName): Intention | undefined;
-  getById(id: string): Intention | undefined;
-  /** Creates or replaces by (source, destination); returns the stored intention. */
-  put(i: Omit<Intention, "precedence" | "createIndex" | "modifyIndex">, opts?: { replaceKey?: string }): Intention;
-  deleteExact(src: IntentionName, dst: IntentionName): boolean;
-  deleteById(id: string): boolean;
-}
-
-function keyOf(src: IntentionName, dst: IntentionName): string {
-  return `${src.peer ?? ""}|${src.partition}/${src.ns}/${src.name}|${dst.partition}/${dst.ns}/${dst.name}`;
-}
-
-function intentionKey(i: Intention): string {
-  const src = { partition: i.sourcePartition, ns: i.sourceNS, name: i.sourceName, ...(i.sourcePeer ? { peer: i.sourcePeer } : {}) };
-  return keyOf(src, { partition: i.destinationPartition, ns: i.destinationNS, name: i.destinationName });
-}
-
-/** Creates the empty intention store. */
-export function createIntentionStore(ctx: DevAgentContext): IntentionStore {
-  const byKey = new Map<string, Intention>();
-  let sorted: Intention[] | undefined;
-  const changed = () => {
-    sorted = undefined;
-    ctx.feed.bump(TABLE);
-  };
-  const store: IntentionStore = {
-    list: () => (sorted ??= [...byKey.values()].sort(compareIntentions)),
-    getExact: (src, dst) => byKey.get(keyOf(src, dst)),
-    getById: (id) => [...byKey.values()].find((i) => i.id === id),
-    put(input, opts = {}) {
-      const key = intentionKey({ ...input, precedence: 0, createIndex: 0, modifyIndex: 0 });
-      const prev = byKey.get(opts.replaceKey ?? key) ?? byKey.get(key);
-      if (opts.replaceKey && opts.replaceKey !== key) byKey.delete(opts.replaceKey);
-      sorted = undefined;
-      const index = ctx.feed.bump(TABLE); // readers wake in a later microtask, after the set below
-      const stored: Intention = {
-        ...input,
-        precedence: precedenceOf(input),
-        createIndex: prev?.createIndex ?? index,
-        modifyIndex: index,
-      };
-      byKey.set(key, stored);
-      return stored;
-    },
-    deleteExact(src, dst) {
-      const had = byKey.delete(keyOf(src, dst));
-      if (had) changed();
-      return had;
-    },
-    deleteById(id) {
-      const i = store.getById(id);
-      if (!i) return false;
-      byKey.delete(intentionKey(i));
-      changed();
-      return true;
-    },
-  };
-  return store;
+/** Consul's checkLegacyIntentionApplyAllowed: the ID API may not edit an entry written through /v1/config. */
+function requireLegacyEntry(store: IntentionStore, destination: string): void {
+  if (!allLegacy(store.entry(destination))) {
+    throw new HttpError(500, `cannot use legacy intention API to edit intentions with a destination of ${JSON.stringify(destination)} after editing them via a service-intentions config entry`);
+  }
 }
 
 function requiredParam(req: AgentRequest, name: string): string {
@@ -142,7 +86,7 @@ function fromLegacyBody(body: unknown): Omit<Intention, "precedence" | "createIn
     destinationNS: (b.DestinationNS as string | undefined) || "default",
     destinationName: (b.DestinationName as string | undefined) ?? "",
     action: ((b.Action as string | undefined) ?? "") as Intention["action"],
-    ...(perms && perms.length > 0 ? { permissions: perms } : {}),
+    ...(perms && perms.length > 0 ? { permissions: perms.map(normalizePermission) } : {}),
     ...(b.Meta ? { meta: b.Meta as Record<string, string> } : {}),
   };
 }
@@ -170,6 +114,7 @@ export function intentionRoutes(store: IntentionStore, ctx: DevAgentContext): Ro
     const dst: IntentionName = { partition: input.destinationPartition, ns: input.destinationNS, name: input.destinationName };
     const existing = store.getExact(src, dst);
     if (existing) throw new HttpError(500, `duplicate intention found: ${intentionString(existing)}`);
+    requireLegacyEntry(store, input.destinationName);
     const now = new Date().toISOString();
     const stored = store.put({ ...input, id: randomUUID(), createdAt: now, updatedAt: now });
     return { json: { ID: stored.id } };
@@ -253,6 +198,7 @@ export function intentionRoutes(store: IntentionStore, ctx: DevAgentContext): Ro
     if (req.method === "DELETE") {
       if (!existing) throw new HttpError(404, "Intention not found");
       req.acl().require("intentions", "write", existing.destinationName);
+      requireLegacyEntry(store, existing.destinationName);
       store.deleteById(id);
       return { json: true };
     }
@@ -266,6 +212,8 @@ export function intentionRoutes(store: IntentionStore, ctx: DevAgentContext): Ro
       { partition: input.destinationPartition, ns: input.destinationNS, name: input.destinationName },
     );
     if (clash && clash.id !== id) throw new HttpError(500, `duplicate intention found: ${intentionString(clash)}`);
+    requireLegacyEntry(store, existing.destinationName);
+    requireLegacyEntry(store, input.destinationName);
     store.put(
       { ...input, id, ...(existing.createdAt ? { createdAt: existing.createdAt } : {}), updatedAt: new Date().toISOString() },
       { replaceKey: intentionKey(existing) },

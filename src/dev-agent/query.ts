@@ -152,7 +152,7 @@ export function queryRoutes(catalog: Catalog, ctx: DevAgentContext): Route[] {
       if (!/^[+-]?\d+$/.test(rawLimit)) throw new HttpError(500, `Bad limit: strconv.Atoi: parsing ${JSON.stringify(rawLimit)}: invalid syntax`);
       limit = Number(rawLimit);
     }
-    const selected = selectServices(catalog, q.service, connect).filter((s) => tagsMatch(s.tags, q.tags));
+    const selected = selectServices(catalog, q.service, connect).filter((l) => tagsMatch(l.service.tags, q.tags));
     const { visible, filtered } = aclVisible(req, ctx, selected);
     const ignore = new Set(q.ignoreCheckIds);
     const entries = healthEntries(catalog, visible);

@@ -142,34 +142,7 @@ function agentSelf(ctx: DevAgentContext): Record<string, unknown> {
       VersionPrerelease: "",
     },
     Coord: null,
-    Member: {
-      Name: cfg.nodeName,
-      Addr: cfg.nodeAddress,
-      Port: 8301,
-      Tags: {
-        acls: cfg.aclsEnabled ? "1" : "0",
-        build: `${VERSION}:${REVISION.slice(0, 8)}`,
-        dc: cfg.datacenter,
-        ft_fs: "1",
-        ft_si: "1",
-        id: cfg.nodeId,
-        port: "8300",
-        raft_vsn: "3",
-        role: "consul",
-        segment: "",
-        vsn: "2",
-        vsn_max: "3",
-        vsn_min: "2",
-        wan_join_port: "8302",
-      },
-      Status: 1,
-      ProtocolMin: 1,
-      ProtocolMax: 5,
-      ProtocolCur: 2,
-      DelegateMin: 2,
-      DelegateMax: 5,
-      DelegateCur: 4,
-    },
+    Member: renderMember(ctx),
     // Stats: a map of maps of strings (spec §11.5)
     Stats: {
       agent: { check_monitors: "0", check_ttls: "0", checks: "0", services: "0" },
@@ -188,5 +161,41 @@ function agentSelf(ctx: DevAgentContext): Record<string, unknown> {
       serf_wan: { encrypted: "false", members: "1", failed: "0", left: "0", health_score: "0" },
     },
     Meta: { "consul-network-segment": "", "consul-version": VERSION },
+  };
+}
+
+/**
+ * The agent's serf member (`api.AgentMember`), as /v1/agent/self and /v1/agent/members show it.
+ * With `wan`, the WAN pool's view: name `<node>.<dc>` on the serf WAN port (Consul names WAN members so).
+ */
+export function renderMember(ctx: DevAgentContext, opts: { wan?: boolean } = {}): Record<string, unknown> {
+  const { cfg } = ctx;
+  return {
+    Name: opts.wan ? `${cfg.nodeName}.${cfg.datacenter}` : cfg.nodeName,
+    Addr: cfg.nodeAddress,
+    Port: opts.wan ? 8302 : 8301,
+    Tags: {
+      acls: cfg.aclsEnabled ? "1" : "0",
+      build: `${VERSION}:${REVISION.slice(0, 8)}`,
+      dc: cfg.datacenter,
+      ft_fs: "1",
+      ft_si: "1",
+      id: cfg.nodeId,
+      port: "8300",
+      raft_vsn: "3",
+      role: "consul",
+      segment: "",
+      vsn: "2",
+      vsn_max: "3",
+      vsn_min: "2",
+      wan_join_port: "8302",
+    },
+    Status: 1,
+    ProtocolMin: 1,
+    ProtocolMax: 5,
+    ProtocolCur: 2,
+    DelegateMin: 2,
+    DelegateMax: 5,
+    DelegateCur: 4,
   };
 }

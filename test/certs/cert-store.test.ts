@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { createAgentClient, resolveAgentConfig } from "../../src/agent/index.js";
 import { createCertStore, createMaterialHolder, type MaterialRejectReason, type TlsMaterial } from "../../src/certs/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
+import { rotateRootBody } from "../dev-agent/ca-rotation.js";
 import { makeCa, rootsOf } from "./fixtures.js";
 
 /** A pino logger whose lines land in an array. */
@@ -186,7 +187,7 @@ test("the cert store follows a dev agent's roots and leaf, through a CA rotation
   await agent.request({
     method: "PUT",
     path: "/v1/connect/ca/configuration",
-    body: { Provider: "consul", Config: { ForceRotate: true, LeafReissueWindow: "10ms" } },
+    body: rotateRootBody({ LeafReissueWindow: "10ms" }),
   });
   const m = await rotated;
   assert.equal(store.current(), m);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConnectUri } from "../../src/dev-agent/authorize.js";
-import { createToken, startAgent, type TestAgent } from "./catalog-fixture.js";
+import { createToken, setProtocol, startAgent, type TestAgent } from "./catalog-fixture.js";
 
 const TD = "7f3a9b2c-1d4e-4f5a-8b6c-9d0e1f2a3b4c.consul";
 const uri = (svc: string, td = TD) => `spiffe://${td}/ns/default/dc/dc1/svc/${svc}`;
@@ -52,13 +52,14 @@ test("decisions: default allow without ACLs, L4 reasons with String(), wildcards
   assert.deepEqual(await ask("web", "db"), { Authorized: true, Reason: "Default behavior configured by ACLs" });
   await putIntention(agent, "*", "db", { Action: "deny" });
   await putIntention(agent, "web", "db", { Action: "allow" });
+  await setProtocol(agent, "db", "http");
   await putIntention(agent, "admin", "db", { Permissions: [{ Action: "allow", HTTP: { PathPrefix: "/" } }] });
   assert.deepEqual(await ask("web", "db"), { Authorized: true, Reason: "Matched L4 intention: default/web => default/db (Precedence: 9, Action: ALLOW)" });
   assert.deepEqual(await ask("web", "db", "other-domain.consul"), { Authorized: true, Reason: "Matched L4 intention: default/web => default/db (Precedence: 9, Action: ALLOW)" });
   assert.deepEqual(await ask("api", "db"), { Authorized: false, Reason: "Matched L4 intention: default/* => default/db (Precedence: 8, Action: DENY)" });
   assert.deepEqual(await ask("admin", "db"), { Authorized: false, Reason: "Matched L7 intention: default/admin => default/db (Precedence: 9, Permissions: 1)" });
-  const legacy = await agent.req("/v1/connect/intentions", { method: "POST", body: { SourceName: "ops", DestinationName: "db", Action: "allow" } });
-  assert.deepEqual(await ask("ops", "db"), { Authorized: true, Reason: `Matched L4 intention: default/ops => default/db (ID: ${legacy.json.ID}, Precedence: 9, Action: ALLOW)` });
+  const legacy = await agent.req("/v1/connect/intentions", { method: "POST", body: { SourceName: "ops", DestinationName: "cache", Action: "allow" } });
+  assert.deepEqual(await ask("ops", "cache"), { Authorized: true, Reason: `Matched L4 intention: default/ops => default/cache (ID: ${legacy.json.ID}, Precedence: 9, Action: ALLOW)` });
   const res = await authorize(agent, { Target: "db", ClientCertURI: uri("web") });
   assert.equal(res.headers.get("x-consul-index"), null);
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { test } from "node:test";
+import { rotateRootBody } from "./ca-rotation.js";
 import { call, openssl, startMiniAgent } from "./server-fixture.js";
 
 const COLON_HEX = /^([0-9a-f]{2}:)*[0-9a-f]{2}$/;
@@ -159,7 +160,7 @@ test("rotation: a blocked roots query wakes, the old root stays inactive, and le
   const put = await call(agent.url, "/v1/connect/ca/configuration", {
     method: "PUT",
     token,
-    body: { Provider: "consul", Config: { ForceRotate: true, LeafReissueWindow: "500ms" } },
+    body: rotateRootBody({ LeafReissueWindow: "500ms" }),
   });
   assert.equal(put.status, 200, put.text);
   assert.equal(put.text, "");

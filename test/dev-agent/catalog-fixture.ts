@@ -93,3 +93,11 @@ export async function tcpListener(t: TestContext, port = 0): Promise<{ port: num
   t.after(close);
   return { port: (server.address() as net.AddressInfo).port, close };
 }
+
+/** Writes a `service-defaults` entry with `Protocol` (L7 intentions need an HTTP-like protocol); asserts `true`. */
+export async function setProtocol(agent: TestAgent, service: string, protocol: string, token?: string): Promise<void> {
+  const res = await agent.req("/v1/config", {
+    method: "PUT", body: { Kind: "service-defaults", Name: service, Protocol: protocol }, ...(token !== undefined ? { token } : {}),
+  });
+  if (res.status !== 200 || res.json !== true) throw new Error(`service-defaults ${service}: ${res.status} ${res.text}`);
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createToken, startAgent, type TestAgent } from "./catalog-fixture.js";
+import { createToken, setProtocol, startAgent, type TestAgent } from "./catalog-fixture.js";
 
 const put = (agent: TestAgent, src: string, dst: string, body: unknown, token?: string) =>
   agent.req(`/v1/connect/intentions/exact?source=${encodeURIComponent(src)}&destination=${encodeURIComponent(dst)}`, {
@@ -121,6 +121,7 @@ test("check answers {Allowed} with the authorize logic: default allow without AC
   assert.deepEqual(await check("web", "db"), { Allowed: true });
   await put(agent, "web", "db", { Action: "deny" });
   assert.deepEqual(await check("web", "db"), { Allowed: false });
+  await setProtocol(agent, "db", "http");
   await put(agent, "api", "db", { Permissions: [{ Action: "allow", HTTP: { PathPrefix: "/" } }] });
   assert.deepEqual(await check("api", "db"), { Allowed: false });
   const l7 = (await agent.req("/v1/connect/intentions/exact?source=api&destination=db")).json;

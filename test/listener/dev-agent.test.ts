@@ -15,6 +15,7 @@ import { createCertStore, type TlsMaterial } from "../../src/certs/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
 import { startPublicListener, type PublicListener } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
+import { rotateRootBody } from "../dev-agent/ca-rotation.js";
 import { captureLog, closed, closedWith, dial, echo, imbalance, metricValue, roundTrip, startApp, testMetrics, type TestApp } from "./harness.js";
 
 interface DevMesh {
@@ -27,7 +28,7 @@ interface DevMesh {
   client(service: string): Promise<{ certPem: string; keyPem: string; uri: string; leaf: LeafCert }>;
   rootPems(): Promise<string[]>;
   setIntention(source: string, action: "allow" | "deny"): Promise<void>;
-  /** Forces a CA root rotation; leaves are reissued at once. */
+  /** Rotates the CA root to a new private key, as Consul users do; leaves are reissued at once. */
   rotateCa(): Promise<void>;
   subscribe(fn: (m: TlsMaterial) => void): () => void;
 }
@@ -83,7 +84,7 @@ async function devMesh(t: TestContext, opts: { app?: TestApp } = {}): Promise<De
       await agent.request({
         method: "PUT",
         path: "/v1/connect/ca/configuration",
-        body: { Provider: "consul", Config: { ForceRotate: true, LeafReissueWindow: "0s" } },
+        body: rotateRootBody({ LeafReissueWindow: "0s" }),
       });
     },
     subscribe: (fn) => certs.subscribe(fn),

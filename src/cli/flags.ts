@@ -98,7 +98,7 @@ export const COMMANDS: Readonly<Record<string, { describe: string; flags: FlagTa
 };
 
 /** What a command line without a command is told. */
-export const NO_COMMAND = "name a command: proxy, dev-agent or demo";
+export const NO_COMMAND = "name a command: proxy, dev-agent, demo or doctor (or --version)";
 
 // A command line is parsed by yargs-parser (yargs' own parser, 1 module) the way yargs drives it, and
 // checked as yargs' strict mode checks it; yargs itself (20 modules and cliui, ~4 MB of a sidecar's
@@ -185,7 +185,7 @@ export async function helpText(cmd: string | undefined): Promise<string> {
   const { default: yargs } = await import("yargs");
   const command = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (command !== undefined) return await helpParser(yargs).usage(`connect-sidecar ${cmd} [flags]`).options(command.flags).getHelp();
-  let y = helpParser(yargs).usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.");
+  let y = helpParser(yargs).usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.\nconnect-sidecar --version prints the version.");
   for (const [name, c] of Object.entries(COMMANDS)) y = y.command(name, c.describe, (sub) => sub.options(c.flags));
   return await y.option("help", { alias: "h", type: "boolean", describe: "show help" }).getHelp();
 }

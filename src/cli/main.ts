@@ -1,26 +1,17 @@
 // Runs the CLI: parses the command line, then runs the command until it ends, and says how it ended
 // with the exit code. Every flag error exits 2 without a stack trace.
-import { readFileSync } from "node:fs";
 import { ConfigError, findFreePort } from "../net/index.js";
 import { createLogger, createMetrics, startIdleMemoryRelease, type Logger } from "../ops/index.js";
 import type { DevAgentOptions } from "../dev-agent/index.js";
 import type { SidecarOptions } from "../sidecar/index.js";
 import { parseCommand, type Command } from "./command-line.js";
-import { UsageError } from "./flags.js";
+import { COMMANDS, UsageError } from "./flags.js";
+import { packageVersion } from "./version.js";
 
 /** Exit codes: 0 clean, 1 runtime failure (or connections cut at shutdown), 2 bad usage. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string };
-    return pkg.version ?? "unknown";
-  } catch {
-    return "unknown";
-  }
-}
 
 /** Runs the CLI: parses, then runs the command until it ends. Resolves with the exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -29,12 +20,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     command = await parseCommand(argv, env);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof UsageError) {
-      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${argv[0] === "proxy" || argv[0] === "dev-agent" || argv[0] === "demo" ? `${argv[0]} ` : ""}-help" for the flags.\n`);
+      const cmd = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? `${argv[0]} ` : "";
+      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${cmd}-help" for the flags.\n`);
       return EXIT_USAGE;
     }
     throw err;
   }
-  if (command.cmd === "help") {
+  if (command.cmd === "help" || command.cmd === "version") {
     process.stdout.write(`${command.text}\n`);
     return EXIT_OK;
   }

@@ -189,6 +189,11 @@ export function devAgentCommandOptions(args: Args): DevAgentOptions {
   if (opts.sidecarMinPort! > opts.sidecarMaxPort!) {
     throw new ConfigError("sidecar-max-port", `${opts.sidecarMaxPort} is below -sidecar-min-port ${opts.sidecarMinPort}; raise it`);
   }
+  const configSources = [
+    ...asStringArray(args.configFile).map((path) => ({ flag: "config-file" as const, path: nonEmptyPath(path, "config-file") })),
+    ...asStringArray(args.configDir).map((path) => ({ flag: "config-dir" as const, path: nonEmptyPath(path, "config-dir") })),
+  ];
+  if (configSources.length > 0) opts.configSources = configSources;
   const nodeName = optString(args, "nodeName");
   if (nodeName !== undefined) opts.nodeName = nodeName;
   const token = optString(args, "initialManagementToken");
@@ -222,6 +227,11 @@ function optString(args: Args, key: string): string | undefined {
 function asStringArray(v: unknown): string[] {
   if (v === undefined) return [];
   return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+function nonEmptyPath(path: string, flag: string): string {
+  if (path === "") throw new ConfigError(flag, `-${flag} needs a path, such as -${flag} /etc/consul.d${flag === "config-file" ? "/web.hcl" : ""}`);
+  return path;
 }
 
 function nonEmpty(s: string | undefined): string | undefined {

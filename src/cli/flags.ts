@@ -75,6 +75,8 @@ const DEV_AGENT_FLAGS = {
   "leaf-cert-ttl": { type: "string", default: "72h" },
   "sidecar-min-port": { type: "string", default: "21000" },
   "sidecar-max-port": { type: "string", default: "21255" },
+  "config-file": { type: "string", describe: "a service definition file (.hcl or .json) to load, as Consul's agent does (repeatable; SIGHUP reloads)" },
+  "config-dir": { type: "string", describe: "a directory whose .hcl and .json service definitions to load (repeatable; SIGHUP reloads)" },
 } satisfies FlagTable;
 
 const DEMO_FLAGS = {

@@ -2,7 +2,7 @@
 // with the exit code. Every flag error exits 2 without a stack trace.
 import { ConfigError, findFreePort } from "../net/index.js";
 import { createLogger, createMetrics, startIdleMemoryRelease, type Logger } from "../ops/index.js";
-import type { DevAgentOptions } from "../dev-agent/index.js";
+import type { DevAgentOptions, LoadedConfig } from "../dev-agent/index.js";
 import type { SidecarOptions } from "../sidecar/index.js";
 import { parseCommand, type Command } from "./command-line.js";
 import { COMMANDS, UsageError } from "./flags.js";
@@ -118,13 +118,31 @@ async function runDevAgentCommand(opts: DevAgentOptions, log: Logger): Promise<n
     { http: agent.httpUrl, https: agent.httpsUrl, datacenter: agent.datacenter, trustDomain: agent.trustDomain },
     `dev agent listening on ${agent.httpUrl}`,
   );
+  if (opts.configSources !== undefined) logLoadedConfig(log, agent.loadedConfig(), "loaded service definitions");
+  // Consul's agent reloads its config files on SIGHUP; a bad file is logged and the running services stay.
+  const reload = (): void => {
+    log.info("Reloading configuration...");
+    agent.reloadConfig().then(
+      (loaded) => logLoadedConfig(log, loaded, "reloaded service definitions"),
+      (err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "Failed to reload configs"),
+    );
+  };
+  process.on("SIGHUP", reload);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
+  process.off("SIGHUP", reload);
   log.info({ signal }, "stopping dev agent");
   await agent.stop();
   return EXIT_OK;
+}
+
+function logLoadedConfig(log: Logger, loaded: LoadedConfig, msg: string): void {
+  const services = loaded.files.flatMap((f) =>
+    f.services.map((s) => ({ file: f.path, id: s.id, port: s.port, ...(s.sidecar ? { sidecar: s.sidecar.id, sidecarPort: s.sidecar.port } : {}) })),
+  );
+  log.info({ files: loaded.files.map((f) => f.path), services }, `${msg}: ${services.map((s) => s.id).join(", ") || "none"}`);
 }
 
 function installCrashHandlers(log: Logger): void {

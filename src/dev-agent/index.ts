@@ -11,6 +11,9 @@ import { selfRoutes } from "./self.js";
 import { createCatalog, catalogRoutes } from "./catalog.js";
 import { createIntentionStore, intentionRoutes, authorizeRoutes } from "./intentions.js";
 import { queryRoutes } from "./query.js";
+import { createConfigServices, type ConfigSource, type LoadedConfig } from "./config-services.js";
+
+export type { ConfigSource, LoadedConfig } from "./config-services.js";
 
 export interface DevAgentOptions {
   /** "host:port" (default "127.0.0.1:0" in-process, 127.0.0.1:8500 from the CLI) or "unix:///path". */
@@ -24,6 +27,8 @@ export interface DevAgentOptions {
   sidecarMinPort?: number;
   sidecarMaxPort?: number;
   https?: { addr: string; certFile: string; keyFile: string; caFile?: string; verifyIncoming?: boolean };
+  /** -config-file / -config-dir: service definitions loaded before the agent listens, and on reloadConfig(). */
+  configSources?: ConfigSource[];
   log?: Logger;
 }
 
@@ -35,6 +40,10 @@ export interface DevAgent {
   managementToken: string;
   datacenter: string;
   trustDomain: string;
+  /** What the config sources registered at the last good load (empty without sources). */
+  loadedConfig(): LoadedConfig;
+  /** Consul's reload (SIGHUP): reads the config sources again; rejects with ConfigError and keeps the last good load. */
+  reloadConfig(): Promise<LoadedConfig>;
   stop(): Promise<void>;
 }
 
@@ -63,6 +72,7 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
   const ca = await createCa(ctx);
   const catalog = createCatalog(ctx);
   const intentions = createIntentionStore(ctx);
+  const configServices = createConfigServices(catalog, opts.configSources ?? [], log);
   const routes = [
     ...aclRoutes(acl, ctx),
     ...caRoutes(ca, ctx),
@@ -85,6 +95,8 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
 
   const listeners: BoundListener[] = [];
   try {
+    // As Consul's agent: a bad service definition file stops it before it serves anything.
+    if ((opts.configSources ?? []).length > 0) await configServices.load();
     const http = await listen({ addr: opts.httpAddr ?? "127.0.0.1:0" }, handler);
     listeners.push(http);
     cfg.httpAddrs.push(http.address.startsWith("unix://") ? http.address : `tcp://${http.address}`);
@@ -117,6 +129,8 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
       managementToken: acl.managementToken,
       datacenter: cfg.datacenter,
       trustDomain: ca.trustDomain,
+      loadedConfig: () => configServices.loaded(),
+      reloadConfig: () => configServices.load(),
       stop: () =>
         (stopped ??= (async () => {
           stop.abort();

@@ -1,6 +1,7 @@
 // Runs the CLI: parses the command line, then runs the command until it ends, and says how it ended
 // with the exit code. Every flag error exits 2 without a stack trace.
-import { ConfigError, findFreePort } from "../net/index.js";
+import { createAgentClient } from "../agent/index.js";
+import { ConfigError } from "../net/index.js";
 import { createLogger, createMetrics, startIdleMemoryRelease, type Logger } from "../ops/index.js";
 import type { DevAgentOptions, LoadedConfig } from "../dev-agent/index.js";
 import type { SidecarOptions } from "../sidecar/index.js";
@@ -64,13 +65,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
 }
 
 async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<number> {
-  const { runSidecar } = await import("../sidecar/index.js");
+  const { runSidecar, pickRegistrationPort, registrationId } = await import("../sidecar/index.js");
   const src = opts.source;
   if (src.t === "static" && src.listen === undefined && src.pickListenPort !== undefined) {
     const { min, max } = src.pickListenPort;
-    // Checked against this host's sockets, not only the agent's registrations (spec §6.2 picks by the latter).
-    src.listen = { host: "0.0.0.0", port: await findFreePort("0.0.0.0", min, max, "sidecar-min-port") };
-    log.info({ listen: `0.0.0.0:${src.listen.port}`, range: `${min}-${max}` }, "picked a free public listener port from the sidecar range");
+    // A port neither the agent has given a registered service (spec §6.2) nor this host has in use.
+    const agent = createAgentClient(opts.agent, { log });
+    try {
+      const ownId = registrationId(src.service, src.register?.idSuffix ?? "");
+      const { port, assigned } = await pickRegistrationPort(agent, { host: "0.0.0.0", min, max, ownId });
+      src.listen = { host: "0.0.0.0", port };
+      log.info({ listen: `0.0.0.0:${port}`, range: `${min}-${max}`, assignedByAgent: assigned }, "picked a free public listener port from the sidecar range");
+    } finally {
+      await agent.close();
+    }
   }
   const metrics = createMetrics();
   const sidecar = await runSidecar(opts, { log, metrics, now: Date.now });

@@ -69,7 +69,7 @@ async function gitAvailable(): Promise<boolean> {
   return run("git", ["rev-parse", "--is-inside-work-tree"], { cwd: REPO }).then(() => true, () => false);
 }
 
-test("npm pack from a clean checkout installs, and the installed command runs --version, -help, a dev agent and a sidecar", async (t: TestContext) => {
+test("npm pack from a clean checkout installs, and the installed command runs --version, every -help, a dev agent, two proxies and the doctor", async (t: TestContext) => {
   if (!(await gitAvailable())) return t.skip("not a git checkout: no clean checkout to pack");
   const tmp = mkdtempSync(join(tmpdir(), "connect-sidecar-pack-"));
   t.after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -95,8 +95,10 @@ test("npm pack from a clean checkout installs, and the installed command runs --
   const version = await run(bin, ["--version"], { env });
   const { version: expected } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string };
   assert.match(version.stdout, new RegExp(`^connect-sidecar v${expected.replaceAll(".", "\\.")}\\n`));
-  const help = await run(bin, ["proxy", "-help"], { env });
-  assert.match(help.stdout, /-sidecar-for/);
+  for (const cmd of ["proxy", "dev-agent", "demo", "doctor"]) {
+    const help = await run(bin, [cmd, "-help"], { env });
+    assert.match(help.stdout, new RegExp(`connect-sidecar ${cmd} \\[flags\\]`), cmd);
+  }
 
   const agent = startChild(bin, ["dev-agent", "-http-addr", "127.0.0.1:0", "-log-json"], env);
   t.after(() => void agent.proc.kill("SIGKILL"));
@@ -122,6 +124,14 @@ test("npm pack from a clean checkout installs, and the installed command runs --
   const sock = await dial(upstreamPort);
   assert.equal(await echo(sock, "through the installed proxies"), "through the installed proxies");
   sock.destroy();
+  // The doctor (loaded only when it runs) checks the running sidecar: a report, and its exit code.
+  const doctor = await run(bin, ["doctor", "-sidecar-for", "web", "-http-addr", addr, "-json"], { env }).then(
+    (r) => ({ code: 0, stdout: r.stdout }),
+    (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
+  );
+  const report = JSON.parse(doctor.stdout) as { exitCode: number; checks: unknown[] };
+  assert.equal(report.exitCode, doctor.code);
+  assert.ok(report.checks.length > 0);
   // Each runs the installed script (after its re-exec with the proxy's node flags too), not this repository's.
   for (const p of [client, sidecar]) {
     const cmdline = readFileSync(`/proc/${p.proc.pid}/cmdline`, "utf8").split("\0");

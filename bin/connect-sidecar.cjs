@@ -8,9 +8,19 @@
 var path = require("path");
 var pkg = require("../package.json");
 
-function minimumVersion(range) {
-  var m = /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(String(range).trim());
-  return m ? [Number(m[1]), Number(m[2] || 0), Number(m[3] || 0)] : undefined;
+// The engines range as this file reads it: alternatives joined by "||", each ">=X.Y.Z" or "^X.Y.Z".
+// A range in any other form is not checked here (the CLI runs).
+function satisfies(have, range) {
+  var alternatives = String(range).split("||");
+  for (var i = 0; i < alternatives.length; i++) {
+    var m = /^\s*(>=|\^)\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?\s*$/.exec(alternatives[i]);
+    if (!m) return true;
+    var need = [Number(m[2]), Number(m[3] || 0), Number(m[4] || 0)];
+    if (olderThan(have, need)) continue;
+    if (m[1] === "^" && have[0] !== need[0]) continue;
+    return true;
+  }
+  return false;
 }
 
 function olderThan(have, need) {
@@ -20,11 +30,11 @@ function olderThan(have, need) {
   return false;
 }
 
-var need = minimumVersion(pkg.engines && pkg.engines.node);
+var range = pkg.engines && pkg.engines.node;
 var have = process.versions.node.split(".").map(Number);
-if (need !== undefined && olderThan(have, need)) {
+if (range && !satisfies(have, range)) {
   process.stderr.write(
-    "connect-sidecar " + pkg.version + " needs Node.js " + pkg.engines.node + ", and this is Node.js " + process.versions.node +
+    "connect-sidecar " + pkg.version + " needs Node.js " + range + ", and this is Node.js " + process.versions.node +
       " (" + process.execPath + ").\nInstall a Node.js release in that range (https://nodejs.org/) and run connect-sidecar with it.\n"
   );
   process.exit(1);

@@ -4,13 +4,16 @@
 // its node flags replaces itself (same PID, same stdio) with one started with them, and the CLI
 // (src/cli/, with every module a proxy runs) is loaded only by the process that stays. Importing
 // the CLI first cost the replaced process ~160 ms of CPU for nothing.
+// The installed command is bin/connect-sidecar.cjs, which checks the Node version and calls runCli();
+// `node dist/src/cli.js …` (the demo's and the tests' children) runs it directly.
 import { applyProxyRuntimeFlags } from "./ops/runtime-flags.js"; // not ops/index.js: it loads node:http
 
-if (import.meta.main) {
+/** Runs the CLI on `argv` (without node and the script) and sets the process's exit code. */
+export async function runCli(argv: string[]): Promise<void> {
   // Returns when the flags are in force already, for another command, or where execve is missing.
-  applyProxyRuntimeFlags(process.argv.slice(2));
+  applyProxyRuntimeFlags(argv);
   const { main, EXIT_FAILURE } = await import("./cli/index.js");
-  const code = await main(process.argv.slice(2), process.env).catch((err: unknown) => {
+  const code = await main(argv, process.env).catch((err: unknown) => {
     process.stderr.write(`connect-sidecar: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT_FAILURE;
   });
@@ -18,3 +21,5 @@ if (import.meta.main) {
   // Pools, timers or a slow client may hold the loop open; the work is done.
   setTimeout(() => process.exit(code), 200).unref();
 }
+
+if (import.meta.main) await runCli(process.argv.slice(2));

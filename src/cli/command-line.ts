@@ -8,7 +8,9 @@ import { checkTlsGroups, ConfigError, parseGoDuration, parseHostPort } from "../
 import type { ProxySource, SidecarOptions } from "../sidecar/index.js";
 import { parseUpstreamFlag } from "../upstream/index.js";
 import { helpText, NO_COMMAND, parseFlags, UsageError, type Args } from "./flags.js";
+import { versionText } from "./version.js";
 
+const VERSION_WORDS = new Set(["version", "-v", "-version", "--version"]);
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
 export interface LogSettings { level: string; json: boolean | undefined }
@@ -19,7 +21,8 @@ export type Command =
   | { cmd: "dev-agent"; log: LogSettings; opts: DevAgentOptions }
   | { cmd: "demo"; log: LogSettings; opts: DemoOptions }
   | { cmd: "doctor"; log: LogSettings; opts: DoctorOptions; json: boolean }
-  | { cmd: "help"; text: string };
+  | { cmd: "help"; text: string }
+  | { cmd: "version"; text: string };
 
 /**
  * Parses and validates a command line. Throws UsageError or ConfigError (both exit 2), each
@@ -27,6 +30,8 @@ export type Command =
  */
 export async function parseCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<Command> {
   if (argv.length === 0) throw new UsageError(NO_COMMAND);
+  // As Consul's CLI: `version`, or -v / -version / --version in the command's place.
+  if (VERSION_WORDS.has(argv[0]!)) return { cmd: "version", text: versionText() };
   if (argv[0] === "help" || argv[0] === "-h" || argv[0] === "--help" || argv[0] === "-help") {
     return { cmd: "help", text: await helpText(undefined) };
   }
@@ -184,6 +189,11 @@ export function devAgentCommandOptions(args: Args): DevAgentOptions {
   if (opts.sidecarMinPort! > opts.sidecarMaxPort!) {
     throw new ConfigError("sidecar-max-port", `${opts.sidecarMaxPort} is below -sidecar-min-port ${opts.sidecarMinPort}; raise it`);
   }
+  const configSources = [
+    ...asStringArray(args.configFile).map((path) => ({ flag: "config-file" as const, path: nonEmptyPath(path, "config-file") })),
+    ...asStringArray(args.configDir).map((path) => ({ flag: "config-dir" as const, path: nonEmptyPath(path, "config-dir") })),
+  ];
+  if (configSources.length > 0) opts.configSources = configSources;
   const nodeName = optString(args, "nodeName");
   if (nodeName !== undefined) opts.nodeName = nodeName;
   const token = optString(args, "initialManagementToken");
@@ -217,6 +227,11 @@ function optString(args: Args, key: string): string | undefined {
 function asStringArray(v: unknown): string[] {
   if (v === undefined) return [];
   return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+function nonEmptyPath(path: string, flag: string): string {
+  if (path === "") throw new ConfigError(flag, `-${flag} needs a path, such as -${flag} /etc/consul.d${flag === "config-file" ? "/web.hcl" : ""}`);
+  return path;
 }
 
 function nonEmpty(s: string | undefined): string | undefined {

@@ -33,9 +33,9 @@ const PROXY_FLAGS = {
   "service-addr": { type: "string", describe: "static mode: the local app address host:port" },
   listen: { type: "string", describe: "static mode: the public mTLS listener host:port" },
   upstream: { type: "string", describe: "static mode: <name>[.service|.query]:[host:]port (repeatable)" },
-  register: { type: "boolean", default: false, describe: "static mode: register the proxy with the agent" },
-  "register-id": { type: "string", default: "", describe: "suffix of the registration ID" },
-  "sidecar-min-port": { type: "string", default: "21000", describe: "with -register and no -listen: lowest port to pick (0 with max 0: require -listen)" },
+  register: { type: "boolean", default: false, describe: "static mode: register the proxy with the agent as <service>-sidecar-proxy (a service identity may write it)" },
+  "register-id": { type: "string", default: "", describe: "suffix of the registration ID: <service>-sidecar-proxy-<suffix>" },
+  "sidecar-min-port": { type: "string", default: "21000", describe: "with -register and no -listen: lowest port to pick, one no registered service has and this host has free (0 with max 0: require -listen)" },
   "sidecar-max-port": { type: "string", default: "21255", describe: "with -register and no -listen: highest port to pick" },
   "http-addr": { type: "string", describe: "the agent's HTTP address (env CONSUL_HTTP_ADDR)" },
   token: { type: "string", describe: "ACL token (env CONSUL_HTTP_TOKEN)" },
@@ -76,6 +76,8 @@ const DEV_AGENT_FLAGS = {
   "leaf-cert-ttl": { type: "string", default: "72h" },
   "sidecar-min-port": { type: "string", default: "21000" },
   "sidecar-max-port": { type: "string", default: "21255" },
+  "config-file": { type: "string", describe: "a service definition file (.hcl or .json) to load, as Consul's agent does (repeatable; SIGHUP reloads)" },
+  "config-dir": { type: "string", describe: "a directory whose .hcl and .json service definitions to load (repeatable; SIGHUP reloads)" },
 } satisfies FlagTable;
 
 const DEMO_FLAGS = {
@@ -99,7 +101,7 @@ export const COMMANDS: Readonly<Record<string, { describe: string; flags: FlagTa
 };
 
 /** What a command line without a command is told. */
-export const NO_COMMAND = "name a command: proxy, dev-agent or demo";
+export const NO_COMMAND = "name a command: proxy, dev-agent, demo or doctor (or --version)";
 
 // A command line is parsed by yargs-parser (yargs' own parser, 1 module) the way yargs drives it, and
 // checked as yargs' strict mode checks it; yargs itself (20 modules and cliui, ~4 MB of a sidecar's
@@ -186,7 +188,7 @@ export async function helpText(cmd: string | undefined): Promise<string> {
   const { default: yargs } = await import("yargs");
   const command = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (command !== undefined) return await helpParser(yargs).usage(`connect-sidecar ${cmd} [flags]`).options(command.flags).getHelp();
-  let y = helpParser(yargs).usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.");
+  let y = helpParser(yargs).usage("connect-sidecar <command> [flags]\n\nFlags take one dash or two: -sidecar-for web, --sidecar-for=web.\nconnect-sidecar --version prints the version.");
   for (const [name, c] of Object.entries(COMMANDS)) y = y.command(name, c.describe, (sub) => sub.options(c.flags));
   return await y.option("help", { alias: "h", type: "boolean", describe: "show help" }).getHelp();
 }

@@ -1,26 +1,18 @@
 // Runs the CLI: parses the command line, then runs the command until it ends, and says how it ended
 // with the exit code. Every flag error exits 2 without a stack trace.
-import { readFileSync } from "node:fs";
-import { ConfigError, findFreePort } from "../net/index.js";
+import { createAgentClient } from "../agent/index.js";
+import { ConfigError } from "../net/index.js";
 import { createLogger, createMetrics, startIdleMemoryRelease, type Logger } from "../ops/index.js";
-import type { DevAgentOptions } from "../dev-agent/index.js";
+import type { DevAgentOptions, LoadedConfig } from "../dev-agent/index.js";
 import type { SidecarOptions } from "../sidecar/index.js";
 import { parseCommand, type Command } from "./command-line.js";
-import { UsageError } from "./flags.js";
+import { COMMANDS, UsageError } from "./flags.js";
+import { packageVersion } from "./version.js";
 
 /** Exit codes: 0 clean, 1 runtime failure (or connections cut at shutdown), 2 bad usage. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string };
-    return pkg.version ?? "unknown";
-  } catch {
-    return "unknown";
-  }
-}
 
 /** Runs the CLI: parses, then runs the command until it ends. Resolves with the exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -29,12 +21,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     command = await parseCommand(argv, env);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof UsageError) {
-      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${argv[0] === "proxy" || argv[0] === "dev-agent" || argv[0] === "demo" ? `${argv[0]} ` : ""}-help" for the flags.\n`);
+      const cmd = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? `${argv[0]} ` : "";
+      process.stderr.write(`connect-sidecar: ${err.message}\nRun "connect-sidecar ${cmd}-help" for the flags.\n`);
       return EXIT_USAGE;
     }
     throw err;
   }
-  if (command.cmd === "help") {
+  if (command.cmd === "help" || command.cmd === "version") {
     process.stdout.write(`${command.text}\n`);
     return EXIT_OK;
   }
@@ -72,13 +65,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
 }
 
 async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<number> {
-  const { runSidecar } = await import("../sidecar/index.js");
+  const { runSidecar, pickRegistrationPort, registrationId } = await import("../sidecar/index.js");
   const src = opts.source;
   if (src.t === "static" && src.listen === undefined && src.pickListenPort !== undefined) {
     const { min, max } = src.pickListenPort;
-    // Checked against this host's sockets, not only the agent's registrations (spec §6.2 picks by the latter).
-    src.listen = { host: "0.0.0.0", port: await findFreePort("0.0.0.0", min, max, "sidecar-min-port") };
-    log.info({ listen: `0.0.0.0:${src.listen.port}`, range: `${min}-${max}` }, "picked a free public listener port from the sidecar range");
+    // A port neither the agent has given a registered service (spec §6.2) nor this host has in use.
+    const agent = createAgentClient(opts.agent, { log });
+    try {
+      const ownId = registrationId(src.service, src.register?.idSuffix ?? "");
+      const { port, assigned } = await pickRegistrationPort(agent, { host: "0.0.0.0", min, max, ownId });
+      src.listen = { host: "0.0.0.0", port };
+      log.info({ listen: `0.0.0.0:${port}`, range: `${min}-${max}`, assignedByAgent: assigned }, "picked a free public listener port from the sidecar range");
+    } finally {
+      await agent.close();
+    }
   }
   const metrics = createMetrics();
   const sidecar = await runSidecar(opts, { log, metrics, now: Date.now });
@@ -126,13 +126,31 @@ async function runDevAgentCommand(opts: DevAgentOptions, log: Logger): Promise<n
     { http: agent.httpUrl, https: agent.httpsUrl, datacenter: agent.datacenter, trustDomain: agent.trustDomain },
     `dev agent listening on ${agent.httpUrl}`,
   );
+  if (opts.configSources !== undefined) logLoadedConfig(log, agent.loadedConfig(), "loaded service definitions");
+  // Consul's agent reloads its config files on SIGHUP; a bad file is logged and the running services stay.
+  const reload = (): void => {
+    log.info("Reloading configuration...");
+    agent.reloadConfig().then(
+      (loaded) => logLoadedConfig(log, loaded, "reloaded service definitions"),
+      (err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "Failed to reload configs"),
+    );
+  };
+  process.on("SIGHUP", reload);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
+  process.off("SIGHUP", reload);
   log.info({ signal }, "stopping dev agent");
   await agent.stop();
   return EXIT_OK;
+}
+
+function logLoadedConfig(log: Logger, loaded: LoadedConfig, msg: string): void {
+  const services = loaded.files.flatMap((f) =>
+    f.services.map((s) => ({ file: f.path, id: s.id, port: s.port, ...(s.sidecar ? { sidecar: s.sidecar.id, sidecarPort: s.sidecar.port } : {}) })),
+  );
+  log.info({ files: loaded.files.map((f) => f.path), services }, `${msg}: ${services.map((s) => s.id).join(", ") || "none"}`);
 }
 
 function installCrashHandlers(log: Logger): void {

@@ -8,9 +8,10 @@ export interface DemoApp {
   close(): Promise<void>;
 }
 
-/** api: `GET /` → {"service":"api","time":…}; `GET /stream` → one JSON line per second until the caller leaves. */
-export function startApiApp(): Promise<DemoApp> {
-  return serve((req, res) => {
+/** api on 127.0.0.1:`port`: `GET /` → {"service":"api","time":…}; `GET /stream` → one JSON line per second until the caller leaves. */
+export function startApiApp(port: number): Promise<DemoApp> {
+  return serve(port, (req, res) => {
+    if (answerHealth(req, res)) return;
     if (req.url === "/stream") {
       res.writeHead(200, { "Content-Type": "application/x-ndjson" });
       let tick = 0;
@@ -26,9 +27,10 @@ export function startApiApp(): Promise<DemoApp> {
   });
 }
 
-/** web: `GET /` and `GET /stream` call api through `127.0.0.1:<upstreamPort>` and relay its answer. */
-export function startWebApp(upstreamPort: number): Promise<DemoApp> {
-  return serve((req, res) => {
+/** web on 127.0.0.1:`port`: `GET /` and `GET /stream` call api through `127.0.0.1:<upstreamPort>` and relay its answer. */
+export function startWebApp(port: number, upstreamPort: number): Promise<DemoApp> {
+  return serve(port, (req, res) => {
+    if (answerHealth(req, res)) return;
     const path = req.url === "/stream" ? "/stream" : "/";
     const upstream = request({ host: "127.0.0.1", port: upstreamPort, path, method: "GET", agent: false }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, {
@@ -49,11 +51,19 @@ export function startWebApp(upstreamPort: number): Promise<DemoApp> {
   });
 }
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<DemoApp> {
+// `GET /health`: what the HTTP checks in examples/consul.d ask; it answers without calling anything.
+function answerHealth(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.url !== "/health") return false;
+  res.writeHead(200, { "Content-Type": "text/plain" });
+  res.end("ok\n");
+  return true;
+}
+
+async function serve(port: number, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<DemoApp> {
   const server: Server = createServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
+    server.listen({ host: "127.0.0.1", port }, () => {
       server.off("error", reject);
       resolve();
     });

@@ -1,16 +1,17 @@
-// `connect-sidecar demo` (what `npm start` runs): a dev agent with ACLs on and default deny, two
-// loopback apps (web and api), one sidecar child process per app started as a user would, an
-// allow intention web → api, one request shown flowing, then a summary of what to try next.
+// `connect-sidecar demo` (what `npm start` runs): a dev agent with ACLs on and default deny that loads
+// web and api from the service definition files in examples/consul.d (their sidecars on ports the agent
+// assigns from 21000–21255), the two loopback apps, one sidecar child process per app started as a user
+// would, an allow intention web → api, one request shown flowing, then a summary of what to try next.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../agent/index.js";
-import { startDevAgent, type DevAgent } from "../dev-agent/index.js";
+import { createAgentClient, resolveAgentConfig, type AgentClient } from "../agent/index.js";
+import { startDevAgent, type DevAgent, type DevAgentOptions, type LoadedConfig } from "../dev-agent/index.js";
 import type { Logger } from "../ops/index.js";
-import { startApiApp, startWebApp, type DemoApp } from "./apps.js";
+import { startApiApp, startWebApp } from "./apps.js";
+import { prepareDefinitions, SIDECAR_RANGE } from "./definitions.js";
 import { spawnSidecar, type SidecarProcess } from "./sidecar-process.js";
-import { pickFreePort as freePort } from "../net/index.js";
 
 export interface DemoOptions {
   /** The dev agent's address; default 127.0.0.1:8500 when free, else 127.0.0.1:0. */
@@ -52,21 +53,34 @@ export async function runDemo(opts: DemoOptions, deps: DemoDeps): Promise<number
     const tmp = mkdtempSync(join(tmpdir(), "connect-sidecar-demo-"));
     cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
 
-    const agent = await startAgent(opts.httpAddr, log);
+    const defs = await prepareDefinitions(tmp, 2);
+    for (const note of defs.notes) print(`note: ${note}`);
+    const api = await startApiApp(defs.ports.api);
+    cleanups.push(() => api.close());
+    const upstreamPort = defs.ports.webUpstream;
+    const web = await startWebApp(defs.ports.web, upstreamPort);
+    cleanups.push(() => web.close());
+
+    const agent = await startAgent(opts.httpAddr, log, {
+      configSources: [{ flag: "config-dir", path: defs.dir }],
+      sidecarMinPort: defs.sidecarRange.min,
+      sidecarMaxPort: defs.sidecarRange.max,
+    });
     cleanups.push(() => agent.stop());
     log.info({ address: agent.address, trustDomain: agent.trustDomain }, `dev agent on ${agent.httpUrl} (ACLs on, default deny)`);
+    for (const line of registeredLines(agent.loadedConfig())) print(line);
+
+    // As the dev agent command does: SIGHUP reloads the definitions (edit a file in defs.dir, then kill -HUP).
+    const reload = (): void =>
+      void agent.reloadConfig().then(
+        (loaded) => registeredLines(loaded).forEach((l) => print(`reloaded: ${l}`)),
+        (err: unknown) => print(`reload failed, the previous definitions stay: ${err instanceof Error ? err.message : String(err)}`),
+      );
+    process.on("SIGHUP", reload);
+    cleanups.push(() => void process.off("SIGHUP", reload));
 
     const mgmt = createAgentClient(resolveAgentConfig({ httpAddr: agent.address, token: agent.managementToken }, {}), { log: log.child({ component: "demo-client" }) });
     cleanups.push(() => mgmt.close());
-
-    const api = await startApiApp();
-    cleanups.push(() => api.close());
-    const upstreamPort = await freePort();
-    const web = await startWebApp(upstreamPort);
-    cleanups.push(() => web.close());
-
-    await registerApp(mgmt, { name: "api", app: api, sidecarPort: await freePort() });
-    await registerApp(mgmt, { name: "web", app: web, sidecarPort: await freePort(), upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
 
     const sidecars: SidecarProcess[] = [];
     cleanups.push(() => Promise.all(sidecars.map((s) => s.stop(SIDECAR_STOP_GRACE_MS))).then(() => undefined));
@@ -93,6 +107,9 @@ export async function runDemo(opts: DemoOptions, deps: DemoDeps): Promise<number
       return 0;
     }
 
+    // The sidecars' default TCP checks probed before the sidecars listened; a reload (what SIGHUP does)
+    // registers the files again and probes them now instead of at their next 10 s interval.
+    await agent.reloadConfig();
     await setIntention(mgmt, "allow");
     log.info("intention web → api: allow");
     const first = await firstRequest(web.port, stopSignal);
@@ -108,6 +125,8 @@ export async function runDemo(opts: DemoOptions, deps: DemoDeps): Promise<number
       `==> demo ready: web → web's sidecar (127.0.0.1:${upstreamPort}) → mTLS → api's sidecar → api`,
       "",
       `  dev agent:       ${agent.httpUrl}   (management token: ${agent.managementToken})`,
+      `  definitions:     ${defs.dir}   (kill -HUP ${process.pid} reloads them)`,
+      ...registeredLines(agent.loadedConfig()).map((l) => `  ${l}`),
       `  web app:         http://127.0.0.1:${web.port}/`,
       `  api app:         http://127.0.0.1:${api.port}/   (only its sidecar should call it)`,
       `  sidecar pids:    web=${webSidecar.pid} api=${apiSidecar.pid}`,
@@ -140,8 +159,8 @@ export async function runDemo(opts: DemoOptions, deps: DemoDeps): Promise<number
   }
 }
 
-async function startAgent(httpAddr: string | undefined, log: Logger): Promise<DevAgent> {
-  const common = { aclsEnabled: true, aclDefaultPolicy: "deny" as const, log: log.child({ component: "dev-agent" }) };
+async function startAgent(httpAddr: string | undefined, log: Logger, extra: DevAgentOptions): Promise<DevAgent> {
+  const common = { ...extra, aclsEnabled: true, aclDefaultPolicy: "deny" as const, log: log.child({ component: "dev-agent" }) };
   if (httpAddr !== undefined) return startDevAgent({ ...common, httpAddr });
   try {
     return await startDevAgent({ ...common, httpAddr: "127.0.0.1:8500" });
@@ -152,25 +171,15 @@ async function startAgent(httpAddr: string | undefined, log: Logger): Promise<De
   }
 }
 
-async function registerApp(
-  mgmt: AgentClient,
-  o: { name: string; app: DemoApp; sidecarPort: number; upstreams?: Array<{ DestinationName: string; LocalBindPort: number }> },
-): Promise<void> {
-  await registerService(mgmt, {
-    Name: o.name,
-    ID: o.name,
-    Address: "127.0.0.1",
-    Port: o.app.port,
-    Connect: {
-      SidecarService: {
-        Port: o.sidecarPort,
-        // Only the alias check: the default TCP check would start critical (the sidecar is not up yet) and
-        // stay so for its 10 s interval, and its probes would fill the demo's log.
-        Checks: [{ Name: `Connect Sidecar Aliasing ${o.name}`, AliasService: o.name }],
-        ...(o.upstreams ? { Proxy: { Upstreams: o.upstreams } } : {}),
-      },
-    },
-  });
+/** One line per registered service: its file, port, and its sidecar's port (and whether that is in the range). */
+function registeredLines(loaded: LoadedConfig): string[] {
+  return loaded.files.flatMap((f) =>
+    f.services.map((s) => {
+      const sc = s.sidecar;
+      const where = sc === undefined ? "" : sc.port >= SIDECAR_RANGE.min && sc.port <= SIDECAR_RANGE.max ? "" : " (outside 21000–21255)";
+      return `registered ${s.id} (port ${s.port})${sc ? ` with ${sc.id} on port ${sc.port}${where}` : ""}   from ${f.path}`;
+    }),
+  );
 }
 
 /** A token that holds only the service identity `name` (spec §11.3). Returns its SecretID. */

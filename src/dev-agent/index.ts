@@ -14,6 +14,9 @@ import { queryRoutes } from "./query.js";
 import { configRoutes, createDefaultsStore, intentionsEntryCheck } from "./config-entries.js";
 import { CONFIG_ENTRIES_TABLE } from "./intention-store.js";
 import { resolveProxyService } from "./proxy-config.js";
+import { createConfigServices, type ConfigSource, type LoadedConfig } from "./config-services.js";
+
+export type { ConfigSource, LoadedConfig } from "./config-services.js";
 
 export interface DevAgentOptions {
   /** "host:port" (default "127.0.0.1:0" in-process, 127.0.0.1:8500 from the CLI) or "unix:///path". */
@@ -27,6 +30,8 @@ export interface DevAgentOptions {
   sidecarMinPort?: number;
   sidecarMaxPort?: number;
   https?: { addr: string; certFile: string; keyFile: string; caFile?: string; verifyIncoming?: boolean };
+  /** -config-file / -config-dir: service definitions loaded before the agent listens, and on reloadConfig(). */
+  configSources?: ConfigSource[];
   log?: Logger;
 }
 
@@ -38,6 +43,10 @@ export interface DevAgent {
   managementToken: string;
   datacenter: string;
   trustDomain: string;
+  /** What the config sources registered at the last good load (empty without sources). */
+  loadedConfig(): LoadedConfig;
+  /** Consul's reload (SIGHUP): reads the config sources again; rejects with ConfigError and keeps the last good load. */
+  reloadConfig(): Promise<LoadedConfig>;
   stop(): Promise<void>;
 }
 
@@ -68,6 +77,7 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
   const defaults = createDefaultsStore(ctx.feed);
   const serviceView = { resolve: (s: ServiceRecord) => resolveProxyService(s, defaults), tables: [CONFIG_ENTRIES_TABLE] };
   const intentions = createIntentionStore(ctx.feed, intentionsEntryCheck(defaults));
+  const configServices = createConfigServices(catalog, opts.configSources ?? [], log);
   const routes = [
     ...aclRoutes(acl, ctx),
     ...caRoutes(ca, ctx),
@@ -91,6 +101,8 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
 
   const listeners: BoundListener[] = [];
   try {
+    // As Consul's agent: a bad service definition file stops it before it serves anything.
+    if ((opts.configSources ?? []).length > 0) await configServices.load();
     const http = await listen({ addr: opts.httpAddr ?? "127.0.0.1:0" }, handler);
     listeners.push(http);
     cfg.httpAddrs.push(http.address.startsWith("unix://") ? http.address : `tcp://${http.address}`);
@@ -123,6 +135,8 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
       managementToken: acl.managementToken,
       datacenter: cfg.datacenter,
       trustDomain: ca.trustDomain,
+      loadedConfig: () => configServices.loaded(),
+      reloadConfig: () => configServices.load(),
       stop: () =>
         (stopped ??= (async () => {
           stop.abort();

@@ -13,7 +13,7 @@ export type ProxySource =
       listen: { host: string; port: number } | undefined;
       app: { host: string; port: number } | undefined;
       upstreams: Upstream[];
-      /** -register: self-register `<service>-proxy[-<idSuffix>]` with a TTL check. */
+      /** -register: self-register `<service>-sidecar-proxy[-<idSuffix>]` with a TTL check. */
       register: { idSuffix: string } | undefined;
       /** -register without -listen: bind 0.0.0.0 on the lowest free port of this range (resolved at start). */
       pickListenPort?: { min: number; max: number } | undefined;

@@ -1,12 +1,16 @@
 // `-register`: the static-mode proxy registers itself, heartbeats a TTL check and deregisters on
-// shutdown (spec §9.1).
+// shutdown (spec §9.1). Unlike Consul's built-in proxy, which registers `<service>-proxy`, it registers
+// as `<service>-sidecar-proxy`: the name a service identity grants `service:write` on besides the
+// service's own (spec §11.3), so the least-privileged token a sidecar can hold may register it.
 import {
   AgentError,
   deregisterService,
+  listAgentServices,
   registerService,
   updateTtlCheck,
   type AgentClient,
 } from "../agent/index.js";
+import { canBind, ConfigError } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 
 export const HEARTBEAT_INTERVAL_MS = 10_000; // spec §9.1: TTL/3
@@ -33,9 +37,40 @@ export interface RegistrationOptions {
   heartbeatIntervalMs?: number;
 }
 
-/** The registration ID: `<service>-proxy[-<suffix>]` (spec §9.1). */
+/** The registration's name: `<service>-sidecar-proxy`, which a service identity for `<service>` may write (spec §11.3). */
+export function registrationName(service: string): string {
+  return `${service}-sidecar-proxy`;
+}
+
+/** The registration ID: the name, with `-<suffix>` when -register-id gives one (Consul's suffix, spec §9.1). */
 export function registrationId(service: string, idSuffix: string): string {
-  return idSuffix === "" ? `${service}-proxy` : `${service}-proxy-${idSuffix}`;
+  return idSuffix === "" ? registrationName(service) : `${registrationName(service)}-${idSuffix}`;
+}
+
+/**
+ * The lowest port in [min, max] that no service registered with the agent has (as the agent assigns
+ * sidecar ports, spec §6.2) and that `host` can bind now. A registration with `ownId` (this proxy's, left
+ * from an earlier run) does not count: its port may be taken again, as a re-registered sidecar keeps its
+ * port. Throws AgentError when the agent cannot be asked, ConfigError naming -sidecar-min-port when no
+ * port is left.
+ */
+export async function pickRegistrationPort(
+  agent: AgentClient,
+  opts: { host: string; min: number; max: number; ownId: string },
+  signal?: AbortSignal,
+): Promise<{ port: number; assigned: number[] }> {
+  const assigned = [...(await listAgentServices(agent, {}, signal)).values()]
+    .filter((s) => s.id !== opts.ownId && s.port >= opts.min && s.port <= opts.max)
+    .map((s) => s.port)
+    .sort((a, b) => a - b);
+  const taken = new Set(assigned);
+  for (let port = opts.min; port <= opts.max; port++) {
+    if (!taken.has(port) && (await canBind(opts.host, port))) return { port, assigned };
+  }
+  throw new ConfigError(
+    "sidecar-min-port",
+    `no port in ${opts.min}–${opts.max} is both free on ${opts.host} and unassigned by the agent; widen the range or pass -listen HOST:PORT`,
+  );
 }
 
 /** Registers the proxy and starts heartbeats; rejects with AgentError when the first registration fails. */
@@ -118,7 +153,7 @@ function registrationBody(id: string, checkId: string, opts: RegistrationOptions
   return {
     Kind: "connect-proxy",
     ID: id,
-    Name: `${opts.service}-proxy`,
+    Name: registrationName(opts.service),
     ...(anyAddress ? {} : { Address: opts.listen.host }),
     Port: opts.listen.port,
     Proxy: { DestinationServiceName: opts.service },

@@ -102,6 +102,24 @@ test("usage errors exit 2 with one readable message and no stack trace", async (
   assert.match((bogus as { stderr: string }).stderr, /unknown flag -bogus/);
 });
 
+test("--version, -version, -v and `version` print the package version; no command names every command", async () => {
+  const cli = new URL("../../src/cli.js", import.meta.url).pathname;
+  for (const word of ["--version", "-version", "-v", "version"]) {
+    const { stdout } = await run(process.execPath, [cli, word]);
+    assert.match(stdout, /^connect-sidecar v\d+\.\d+\.\d+\nNode\.js v/, word);
+  }
+  const none = await run(process.execPath, [cli]).catch((e: { stderr: string }) => e);
+  assert.match((none as { stderr: string }).stderr, /proxy, dev-agent, demo or doctor/);
+});
+
+test("-help works for every command", async () => {
+  const cli = new URL("../../src/cli.js", import.meta.url).pathname;
+  for (const cmd of ["proxy", "dev-agent", "demo", "doctor"]) {
+    const { stdout } = await run(process.execPath, [cli, cmd, "-help"]);
+    assert.match(stdout, new RegExp(`connect-sidecar ${cmd} \\[flags\\]`), cmd);
+  }
+});
+
 test("dev-agent starts, serves the CA roots in the spec's shape to curl, and stops on SIGINT", async (t) => {
   const agent = startCli(["dev-agent", "-http-addr", "127.0.0.1:0", "-log-json"]);
   t.after(() => {

@@ -7,7 +7,7 @@ import yargs from "yargs";
 import { COMMANDS, parseFlags } from "../../src/cli/index.js";
 import { RUNS } from "../fuzz/arbitraries.js";
 
-const NO_COMMAND = "name a command: proxy, dev-agent or demo";
+const NO_COMMAND = "name a command: proxy, dev-agent, demo or doctor (or --version)";
 
 /** What yargs made of `argv`: its arguments, or its failure message in the CLI's words. */
 async function byYargs(argv: string[]): Promise<unknown> {

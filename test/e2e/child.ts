@@ -16,9 +16,14 @@ export interface Child {
 }
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  return startChild(process.execPath, [CLI_PATH, ...args], env);
+}
+
+/** Runs `command` (without the caller's CONSUL_* and CONNECT_* variables) and reads its output lines. */
+export function startChild(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
   const clean = { ...process.env };
   for (const k of Object.keys(clean)) if (k.startsWith("CONSUL_") || k.startsWith("CONNECT_")) delete clean[k];
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...clean, ...env } });
+  const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...clean, ...env } });
   const lines: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
   const onLine = (line: string): void => {

@@ -24,16 +24,16 @@ test("self-registration survives a dev-agent restart: the proxy service comes ba
   await child.waitFor(/"msg":"sidecar ready"/);
   const client = createAgentClient(resolveAgentConfig({ httpAddr: addr }, {}), { log: quietLogger() });
   t.after(() => client.close());
-  assert.equal((await getAgentService(client, "web-proxy")).port, listen);
+  assert.equal((await getAgentService(client, "web-sidecar-proxy")).port, listen);
 
   // A restarted agent has lost every local registration (the dev agent keeps nothing, like a wiped data dir).
   await agent.stop();
   agent = await startDevAgent(agentOpts);
-  await assert.rejects(getAgentService(client, "web-proxy"), (e: unknown) => e instanceof AgentError && e.code === "not_found");
+  await assert.rejects(getAgentService(client, "web-sidecar-proxy"), (e: unknown) => e instanceof AgentError && e.code === "not_found");
 
   // The next heartbeat gets a 404 and re-registers; wait for the log line rather than sleeping.
   await child.waitFor(/"msg":"proxy re-registered"/);
-  const back = await getAgentService(client, "web-proxy");
+  const back = await getAgentService(client, "web-sidecar-proxy");
   assert.equal(back.kind, "connect-proxy");
   assert.equal(back.port, listen);
   assert.equal(back.proxy?.destinationServiceName, "web");

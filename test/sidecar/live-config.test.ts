@@ -47,7 +47,7 @@ test("a changed registration applies live: the public listener re-binds without 
   await closed(live);
 });
 
-test("static mode with -register registers <service>-proxy with a TTL check and deregisters on close", async (t) => {
+test("static mode with -register registers <service>-sidecar-proxy[-<suffix>] with a TTL check and deregisters on close", async (t) => {
   const mesh = await startMesh(t);
   const app = await startEchoApp(t);
   const { sidecar } = await startSidecar(t, mesh, {
@@ -59,16 +59,16 @@ test("static mode with -register registers <service>-proxy with a TTL check and 
     register: { idSuffix: "x" },
   });
   const services = await listAgentServices(mesh.mgmt);
-  const reg = services.get("api-proxy-x");
+  const reg = services.get("api-sidecar-proxy-x");
   assert.ok(reg, "registered");
   assert.equal(reg.kind, "connect-proxy");
-  assert.equal(reg.service, "api-proxy");
+  assert.equal(reg.service, "api-sidecar-proxy");
   assert.equal(reg.port, sidecar.publicAddress()!.port);
   assert.equal(reg.proxy?.destinationServiceName, "api");
   const checks = (await mesh.mgmt.request({ method: "GET", path: "/v1/agent/checks" })).body as Record<string, { Status: string }>;
-  assert.equal(checks["api-proxy-x-ttl"]?.Status, "passing");
-  assert.deepEqual(sidecar.status().registration, { id: "api-proxy-x", checkId: "api-proxy-x-ttl" });
+  assert.equal(checks["api-sidecar-proxy-x-ttl"]?.Status, "passing");
+  assert.deepEqual(sidecar.status().registration, { id: "api-sidecar-proxy-x", checkId: "api-sidecar-proxy-x-ttl" });
 
   assert.equal(await sidecar.close(1000), 0);
-  assert.equal((await listAgentServices(mesh.mgmt)).has("api-proxy-x"), false);
+  assert.equal((await listAgentServices(mesh.mgmt)).has("api-sidecar-proxy-x"), false);
 });

@@ -182,7 +182,7 @@ function shortRequest(port: number): Promise<string> {
 
 async function main(): Promise<void> {
   const quiet = pino({ level: "silent" });
-  const dev = await startDevAgent({ leafCertTtlMs: 30_000, log: quiet });
+  const dev = await startDevAgent({ leafCertTtlMs: 30_000, leafReissueWindowMs: 5_000, log: quiet });
   const [, agentPortText] = dev.address.split(":");
   const link = await cuttable(Number(agentPortText));
   const mgmt: AgentClient = createAgentClient(resolveAgentConfig({ httpAddr: dev.address, token: dev.managementToken }, {}), { log: quiet });
@@ -325,8 +325,8 @@ async function main(): Promise<void> {
     await warmup;
     await at(0.2);
     phase = "rotation";
-    log("root rotation (new PrivateKey, LeafReissueWindow 5s)");
-    await mgmt.request({ method: "PUT", path: "/v1/connect/ca/configuration", body: rotateRootBody({ LeafReissueWindow: "5s" }) });
+    log("root rotation (new PrivateKey; leaves reissued within 5 s)");
+    await mgmt.request({ method: "PUT", path: "/v1/connect/ca/configuration", body: rotateRootBody() });
     await new Promise((r) => setTimeout(r, 10_000));
     phase = "steady";
     await at(0.4);

@@ -70,6 +70,8 @@ export interface IssuedLeaf {
 interface LeafSlot {
   leaf: IssuedLeaf | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** When the current leaf's normal renewal (spec §3.1) is due, epoch ms. */
+  renewAtMs: number;
   inflight: Promise<IssuedLeaf> | undefined;
 }
 
@@ -86,7 +88,6 @@ interface CaConfig {
   rootCertPem: string | undefined;
   privateKeyPem: string | undefined;
   leafReissueWindowMs: number;
-  leafReissueWindowSet: boolean;
   createIndex: number;
   modifyIndex: number;
 }
@@ -139,7 +140,6 @@ export async function createCa(ctx: DevAgentContext, opts: CaOptions = {}): Prom
     rootCertPem: undefined,
     privateKeyPem: undefined,
     leafReissueWindowMs: opts.leafReissueWindowMs ?? CA_CHANGE_JITTER_MS,
-    leafReissueWindowSet: opts.leafReissueWindowMs !== undefined,
     createIndex: configIndex,
     modifyIndex: configIndex,
   };
@@ -174,7 +174,7 @@ export async function createCa(ctx: DevAgentContext, opts: CaOptions = {}): Prom
 
   function slotOf(service: string): LeafSlot {
     let s = slots.get(service);
-    if (!s) slots.set(service, (s = { leaf: undefined, timer: undefined, inflight: undefined }));
+    if (!s) slots.set(service, (s = { leaf: undefined, timer: undefined, renewAtMs: Infinity, inflight: undefined }));
     return s;
   }
 
@@ -229,7 +229,9 @@ export async function createCa(ctx: DevAgentContext, opts: CaOptions = {}): Prom
     const at = from >= end ? now : from + Math.random() * (end - from);
     // Not "renew now when L < 10 min" as upstream does: with the dev agent's short TTLs that would
     // spin. Never renew sooner than a tenth of the lifetime after issuing.
-    setTimer(service, slot, Math.max(at - now, 0.1 * lifetime));
+    const delayMs = Math.max(at - now, 0.1 * lifetime);
+    slot.renewAtMs = now + delayMs;
+    setTimer(service, slot, delayMs);
   }
 
   function setTimer(service: string, slot: LeafSlot, delayMs: number, onlyIfRootChanged = false): void {
@@ -290,9 +292,12 @@ export async function createCa(ctx: DevAgentContext, opts: CaOptions = {}): Prom
       }
       roots.push({ ...next, active: true, createIndex: index, modifyIndex: index });
       log.info({ rootId: next.id }, "CA root rotated");
-      // spec §3.2: every cached leaf is reissued after a random delay in [0, window)
+      // spec §3.2: every cached leaf is reissued after a random delay in [0, window), or at its
+      // normal renewal point if that comes first: Consul's renewal timer keeps running beside the jitter.
       for (const [service, slot] of slots) {
-        if (slot.leaf) setTimer(service, slot, Math.random() * config.leafReissueWindowMs, true);
+        if (!slot.leaf) continue;
+        const jitterMs = Math.random() * config.leafReissueWindowMs;
+        setTimer(service, slot, Math.min(jitterMs, Math.max(0, slot.renewAtMs - Date.now())), true);
       }
     },
     close() {
@@ -365,7 +370,6 @@ function configJson(c: CaConfig): Record<string, unknown> {
   };
   // the private key is never echoed (architecture: keys never leave in responses or logs)
   if (c.rootCertPem) cfg.RootCert = c.rootCertPem;
-  if (c.leafReissueWindowSet) cfg.LeafReissueWindow = formatGoDuration(c.leafReissueWindowMs);
   return {
     Provider: "consul",
     Config: cfg,
@@ -415,10 +419,6 @@ async function applyConfig(ca: CaInternals, body: Record<string, unknown>): Prom
   }
   if (get("IntermediateCertTTL") !== undefined) next.intermediateCertTtlText = configDuration(get("IntermediateCertTTL"), "IntermediateCertTTL")[1];
   if (get("RootCertTTL") !== undefined) next.rootCertTtlText = configDuration(get("RootCertTTL"), "RootCertTTL")[1];
-  if (get("LeafReissueWindow") !== undefined) {
-    next.leafReissueWindowMs = configDuration(get("LeafReissueWindow"), "LeafReissueWindow")[0];
-    next.leafReissueWindowSet = true;
-  }
   const type = get("PrivateKeyType");
   const bits = get("PrivateKeyBits");
   if (type !== undefined) next.privateKeyType = String(type) as CaKeyType;
@@ -445,7 +445,7 @@ async function applyConfig(ca: CaInternals, body: Record<string, unknown>): Prom
         throw new HttpError(500, `error parsing private key: ${(err as Error).message}`);
       }
     }
-    // the new settings (reissue window, TTL) must be in place before the rotation schedules reissues
+    // the new settings (key type, TTL) must be in place before the rotation schedules reissues
     const saved = { ...c };
     Object.assign(c, next);
     try {

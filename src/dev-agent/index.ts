@@ -27,6 +27,12 @@ export interface DevAgentOptions {
   aclDefaultPolicy?: "allow" | "deny";
   initialManagementToken?: string;
   leafCertTtlMs?: number;
+  /**
+   * In-process only (tests, the soak): after a root rotation each cached leaf is reissued at a random
+   * point in [0, this), Consul's caChangeJitterWindow (30 s, spec §3.2). Consul has no setting for it,
+   * so neither the CA configuration nor the CLI takes one.
+   */
+  leafReissueWindowMs?: number;
   sidecarMinPort?: number;
   sidecarMaxPort?: number;
   https?: { addr: string; certFile: string; keyFile: string; caFile?: string; verifyIncoming?: boolean };
@@ -72,7 +78,7 @@ export async function startDevAgent(opts: DevAgentOptions = {}): Promise<DevAgen
   const ctx: DevAgentContext = { cfg, feed: new ChangeFeed(), log, stopSignal: stop.signal };
 
   const acl = createAclStore(ctx);
-  const ca = await createCa(ctx);
+  const ca = await createCa(ctx, opts.leafReissueWindowMs !== undefined ? { leafReissueWindowMs: opts.leafReissueWindowMs } : {});
   const catalog = createCatalog(ctx);
   const defaults = createDefaultsStore(ctx.feed);
   const serviceView = { resolve: (s: ServiceRecord) => resolveProxyService(s, defaults), tables: [CONFIG_ENTRIES_TABLE] };

@@ -155,7 +155,7 @@ test("ready() rejects on abort and on close, and a throwing subscriber does not 
 });
 
 async function devAgentClient(t: TestContext, opts: { leafCertTtlMs?: number } = {}) {
-  const dev = await startDevAgent({ ...opts });
+  const dev = await startDevAgent({ leafReissueWindowMs: 10, ...opts });
   t.after(() => dev.stop());
   const cfg = resolveAgentConfig({ httpAddr: dev.address, token: dev.managementToken }, {});
   const agent = createAgentClient(cfg, { log: pino({ level: "silent" }) });
@@ -187,7 +187,7 @@ test("the cert store follows a dev agent's roots and leaf, through a CA rotation
   await agent.request({
     method: "PUT",
     path: "/v1/connect/ca/configuration",
-    body: rotateRootBody({ LeafReissueWindow: "10ms" }),
+    body: rotateRootBody(),
   });
   const m = await rotated;
   assert.equal(store.current(), m);

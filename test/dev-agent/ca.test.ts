@@ -147,7 +147,7 @@ test("leaf: a blocked query returns the same cert when its wait ends", async () 
 });
 
 test("rotation: a blocked roots query wakes, the old root stays inactive, and leaves are reissued under the new root", async () => {
-  await using agent = await startMiniAgent();
+  await using agent = await startMiniAgent({ leafReissueWindowMs: 500 });
   const token = agent.managementToken;
   const before = await call(agent.url, "/v1/agent/connect/ca/roots");
   const oldRoot = before.json.Roots[0];
@@ -160,7 +160,7 @@ test("rotation: a blocked roots query wakes, the old root stays inactive, and le
   const put = await call(agent.url, "/v1/connect/ca/configuration", {
     method: "PUT",
     token,
-    body: rotateRootBody({ LeafReissueWindow: "500ms" }),
+    body: rotateRootBody(),
   });
   assert.equal(put.status, 200, put.text);
   assert.equal(put.text, "");
@@ -185,6 +185,22 @@ test("rotation: a blocked roots query wakes, the old root stays inactive, and le
   // the old leaf still verifies against the old root, which clients keep trusting
   const oldLeaf = await openssl(["verify", "-CAfile", "old.pem", "leaf.pem"], { "old.pem": old.RootCert, "leaf.pem": leaf.CertPEM });
   assert.equal(oldLeaf.code, 0);
+});
+
+test("rotation: a leaf due for renewal before the jitter window ends is renewed by its renewal point, not after it expires", async () => {
+  // Consul's renewal timer keeps running beside the rotation's jitter: whichever comes first (spec §3.1, §3.2).
+  await using agent = await startMiniAgent({ leafCertTtlMs: 10_000, leafReissueWindowMs: 600_000 });
+  const leaf = (await call(agent.url, "/v1/agent/connect/ca/leaf/web")).json;
+  const blockedLeaf = call(agent.url, `/v1/agent/connect/ca/leaf/web?index=${leaf.ModifyIndex}`);
+  await waitForBlocked(agent, 1);
+  await agent.ca.rotate();
+  const renewed = (await blockedLeaf).json;
+  const activeRoot = (await call(agent.url, "/v1/agent/connect/ca/roots")).json.Roots.find((r: { Active: boolean }) => r.Active);
+  const v = await openssl(["verify", "-CAfile", "root.pem", "leaf.pem"], { "root.pem": activeRoot.RootCert, "leaf.pem": renewed.CertPEM });
+  assert.equal(v.code, 0, "the renewed leaf is signed by the new root");
+  // A 10 s leaf is backdated 1 s (a tenth of its life, at most spec §8.2's minute): it was issued at ValidAfter + 1 s.
+  const issuedAt = Date.parse(renewed.ValidAfter) + 1_000;
+  assert.ok(issuedAt < Date.parse(leaf.ValidBefore), `renewed at ${renewed.ValidAfter} + 1 s, not before the old leaf expired at ${leaf.ValidBefore}`);
 });
 
 test("rotation: a non-blocking leaf read right after a rotation revalidates against the new signing key", async () => {

@@ -34,7 +34,7 @@ interface DevMesh {
 }
 
 async function devMesh(t: TestContext, opts: { app?: TestApp } = {}): Promise<DevMesh> {
-  const dev = await startDevAgent();
+  const dev = await startDevAgent({ leafReissueWindowMs: 0 });
   const [host, port] = dev.address.split(":");
   const config: AgentConfig = { address: { scheme: "http", host: host!, port: Number(port), pathPrefix: "" }, tls: { verify: true }, token: dev.managementToken };
   const cap = captureLog();
@@ -84,7 +84,7 @@ async function devMesh(t: TestContext, opts: { app?: TestApp } = {}): Promise<De
       await agent.request({
         method: "PUT",
         path: "/v1/connect/ca/configuration",
-        body: rotateRootBody({ LeafReissueWindow: "0s" }),
+        body: rotateRootBody(),
       });
     },
     subscribe: (fn) => certs.subscribe(fn),

@@ -8,6 +8,7 @@ import { join } from "node:path";
 
 import { createAgentClient, resolveAgentConfig, type AgentClient } from "../agent/index.js";
 import { startDevAgent, type DevAgent, type DevAgentOptions, type LoadedConfig } from "../dev-agent/index.js";
+import { delay } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import { startApiApp, startWebApp } from "./apps.js";
 import { prepareDefinitions, SIDECAR_RANGE } from "./definitions.js";
@@ -218,7 +219,7 @@ async function firstRequest(webPort: number, stopSignal: Promise<unknown>): Prom
       last = (err as Error).message;
     }
     if (Date.now() > deadline) throw new Error(`web → api did not answer within ${FIRST_REQUEST_TIMEOUT_MS / 1000}s: ${last}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await delay(250);
   }
   return undefined;
 }

@@ -1,7 +1,7 @@
 // Decoding and validating service and check registrations (spec §6.1–6.3), and the
 // `Connect.SidecarService` expansion (spec §6.2). Pure: the catalog supplies port allocation.
 
-import { tryParseGoDuration } from "../net/index.js";
+import { formatHostPort, tryParseGoDuration } from "../net/index.js";
 import { decodeStrict, type FieldSpec, type Schema } from "./decode.js";
 import { decodeFailed, HttpError } from "./http-error.js";
 import { multiError } from "./intentions-model.js";
@@ -290,10 +290,6 @@ export function validateService(svc: NewService, sidecarDef: Obj | undefined): s
   return errs;
 }
 
-function joinHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /**
  * Decodes and validates a `PUT /v1/agent/service/register` body and expands its sidecar.
  * `allocateSidecarPort(id)` returns a port, or an error text. Throws 400 HttpErrors with Consul's texts.
@@ -350,7 +346,7 @@ export function expandSidecar(
     checks = serviceChecks(
       {
         Checks: [
-          { Name: "Connect Sidecar Listening", TCP: joinHostPort(addr, sc.port), Interval: "10s" },
+          { Name: "Connect Sidecar Listening", TCP: formatHostPort(addr, sc.port), Interval: "10s" },
           { Name: `Connect Sidecar Aliasing ${parent.id}`, AliasService: parent.id },
         ],
       },

@@ -26,7 +26,10 @@ export function checkTlsGroups(): void {
   } catch (err) {
     throw new ConfigError(
       "CONNECT_SIDECAR_TLS_GROUPS",
-      `OpenSSL refuses the group list "${TLS_GROUPS}" (${(err as Error).message}); use names such as X25519:P-256:X25519MLKEM768, or unset it`,
+      process.env.CONNECT_SIDECAR_TLS_GROUPS?.trim()
+        ? `OpenSSL refuses the group list "${TLS_GROUPS}" (${(err as Error).message}); use names such as X25519:P-256:X25519MLKEM768, or unset it for that default`
+        : `this Node's OpenSSL ${process.versions.openssl} refuses the default group list "${TLS_GROUPS}" (${(err as Error).message}); ` +
+          `set CONNECT_SIDECAR_TLS_GROUPS=X25519:P-256, or run a Node built with OpenSSL 3.5 or later`,
     );
   }
 }

@@ -10,7 +10,7 @@ import {
   updateTtlCheck,
   type AgentClient,
 } from "../agent/index.js";
-import { canBind, ConfigError } from "../net/index.js";
+import { canBind, ConfigError, delay } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 
 export const HEARTBEAT_INTERVAL_MS = 10_000; // spec §9.1: TTL/3
@@ -138,7 +138,7 @@ export async function startRegistration(
           } catch (err) {
             if (err instanceof AgentError && err.code === "not_found") return;
             deps.log.warn({ err, id, attempt }, "deregistering the proxy failed");
-            if (attempt < DEREGISTER_ATTEMPTS) await new Promise((r) => setTimeout(r, DEREGISTER_PAUSE_MS));
+            if (attempt < DEREGISTER_ATTEMPTS) await delay(DEREGISTER_PAUSE_MS);
           }
         }
       })()),

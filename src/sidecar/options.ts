@@ -45,5 +45,5 @@ export interface SidecarDeps {
   now: () => number;
 }
 
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000; // spec §6.1
-export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1
+// spec §6.1 defaults, owned by the registration reader (src/agent/proxy-settings.ts)
+export { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "../agent/index.js";

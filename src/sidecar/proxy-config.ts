@@ -1,76 +1,9 @@
-// Turns a connect-proxy registration into the settings the sidecar runs with (spec §9.2).
-// Unlike Consul's built-in proxy, the Config keys bind_address, bind_port and
-// local_service_address are honoured in agent mode when present (spec §6.1, §9.2).
-import type { AgentService, Upstream } from "../agent/index.js";
-import { ConfigError, parseHostPort } from "../net/index.js";
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
+// How the sidecar compares two proxy settings. Reading a registration into ProxySettings is
+// src/agent's (proxy-settings.ts: shared with the doctor); it is re-exported here for sidecar.ts.
+import type { AppAddress, ProxySettings } from "../agent/index.js";
 
-export type AppAddress = { host: string; port: number } | { socketPath: string };
-
-/** Everything the sidecar applies from one proxy registration (or from static flags). */
-export interface ProxySettings {
-  proxyId: string | undefined;
-  /** The proxied service: its name is our identity and the authorize target. */
-  service: string;
-  /** The agent's datacenter as the registration reports it; undefined in static mode. */
-  datacenter: string | undefined;
-  /** The public listener; undefined when the bind port is 0 (spec §9.3: then there is none). */
-  bind: { host: string; port: number } | undefined;
-  app: AppAddress | undefined;
-  handshakeTimeoutMs: number;
-  localConnectTimeoutMs: number;
-  upstreams: Upstream[];
-  /** Config.metrics_bind_addr, if set. */
-  metricsBindAddr: { host: string; port: number } | undefined;
-}
-
-/**
- * Reads a connect-proxy registration. Throws ConfigError naming the registration field at fault
- * (`Kind`, `Proxy.Config.handshake_timeout_ms`, …); the caller logs it and keeps what it had.
- */
-export function proxySettingsFromService(svc: AgentService): ProxySettings {
-  // spec §9.2: "service is not a valid connect proxy"
-  if (svc.kind !== "connect-proxy" || svc.proxy === undefined) {
-    throw new ConfigError("Kind", `service ${JSON.stringify(svc.id)} is not a valid connect proxy (Kind is ${JSON.stringify(svc.kind)}); register it with Kind "connect-proxy"`);
-  }
-  const proxy = svc.proxy;
-  if (proxy.destinationServiceName === "") {
-    throw new ConfigError("Proxy.DestinationServiceName", "is empty; set it to the name of the service this proxy fronts");
-  }
-  const cfg = proxy.config;
-  const bindHost = optionalString(cfg, "bind_address") ?? (svc.address === "" ? "0.0.0.0" : svc.address);
-  const bindPort = optionalNumber(cfg, "bind_port", { max: 65535 }) ?? svc.port;
-  const bind = bindPort === 0 ? undefined : { host: stripBrackets(bindHost), port: bindPort };
-
-  let app: AppAddress | undefined;
-  const localServiceAddress = optionalString(cfg, "local_service_address");
-  if (localServiceAddress !== undefined) {
-    app = parseHostPort(localServiceAddress, "Proxy.Config.local_service_address");
-  } else if (proxy.localServiceSocketPath !== "") {
-    app = { socketPath: proxy.localServiceSocketPath };
-  } else if (proxy.localServicePort !== 0) {
-    // Go dials ":port" as the local host; say so explicitly.
-    app = { host: proxy.localServiceAddress === "" ? "127.0.0.1" : stripBrackets(proxy.localServiceAddress), port: proxy.localServicePort };
-  }
-  if (bind !== undefined && app === undefined) {
-    throw new ConfigError(
-      "Proxy.LocalServicePort",
-      "is 0 and no LocalServiceSocketPath is set, so the public listener has no app to forward to; set Proxy.LocalServicePort",
-    );
-  }
-  const metricsText = optionalString(cfg, "metrics_bind_addr");
-  return {
-    proxyId: svc.id,
-    service: proxy.destinationServiceName,
-    datacenter: svc.datacenter === "" ? undefined : svc.datacenter,
-    bind,
-    app,
-    handshakeTimeoutMs: optionalNumber(cfg, "handshake_timeout_ms", { min: 1 }) ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    localConnectTimeoutMs: optionalNumber(cfg, "local_connect_timeout_ms", { min: 1 }) ?? DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
-    upstreams: proxy.upstreams,
-    metricsBindAddr: metricsText === undefined ? undefined : parseHostPort(metricsText, "Proxy.Config.metrics_bind_addr"),
-  };
-}
+export { proxySettingsFromService } from "../agent/index.js";
+export type { AppAddress, ProxySettings } from "../agent/index.js";
 
 /** True when two settings differ in what the public listener uses for new connections. */
 export function appSettingsChanged(a: ProxySettings, b: ProxySettings): boolean {
@@ -89,31 +22,4 @@ export function sameAddress(a: { host: string; port: number } | undefined, b: { 
 export function formatApp(app: AppAddress | undefined): string {
   if (app === undefined) return "";
   return "socketPath" in app ? `unix:${app.socketPath}` : app.host.includes(":") ? `[${app.host}]:${app.port}` : `${app.host}:${app.port}`;
-}
-
-// Consul decodes Config with weakly-typed mapstructure: numbers may arrive as numeric strings.
-function optionalNumber(cfg: Record<string, unknown>, key: string, range: { min?: number; max?: number } = {}): number | undefined {
-  const v = cfg[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  const n = typeof v === "number" ? v : typeof v === "string" && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : NaN;
-  const min = range.min ?? 0;
-  const max = range.max ?? Number.MAX_SAFE_INTEGER;
-  if (!Number.isFinite(n) || n < min || n > max || !Number.isInteger(n)) {
-    throw new ConfigError(
-      `Proxy.Config.${key}`,
-      `${JSON.stringify(v)} is not a whole number between ${min} and ${max}; set a number such as ${key.endsWith("_ms") ? "1000" : "21000"}`,
-    );
-  }
-  return n;
-}
-
-function optionalString(cfg: Record<string, unknown>, key: string): string | undefined {
-  const v = cfg[key];
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw new ConfigError(`Proxy.Config.${key}`, `${JSON.stringify(v)} is not a string; set it as text`);
-  return v;
-}
-
-function stripBrackets(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }

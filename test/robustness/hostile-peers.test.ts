@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { connect as tlsConnect } from "node:tls";
 import { closed, closedWith, dial, dialOverRaw, echo, openFds, rawConnect, roundTrip, startApp, startRig, until, type Rig } from "./rig.js";
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { closed, closedWith, dial, echo, startApp, startRig, until } from "./rig.js";
 
 const MiB = 1024 * 1024;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { createMaterialHolder, type MaterialHolder } from "../../src/certs/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
 import { startBlackHole } from "../sockets.js";

@@ -5,15 +5,8 @@ import { pino } from "pino";
 import { createAgentClient, resolveAgentConfig } from "../../src/agent/index.js";
 import { createCertStore, createMaterialHolder, type MaterialRejectReason, type TlsMaterial } from "../../src/certs/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
+import { captureLog } from "../support/log-capture.js";
 import { makeCa, rootsOf } from "./fixtures.js";
-
-/** A pino logger whose lines land in an array. */
-function captureLog() {
-  const lines: Array<{ level: number; msg: string; reason?: string }> = [];
-  const raw: string[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => void (raw.push(s), lines.push(JSON.parse(s))) });
-  return { log, lines, raw };
-}
 
 function holderWithLog() {
   const { log, lines, raw } = captureLog();

@@ -6,11 +6,12 @@ import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { test } from "../support/leaks.js";
 import { connect as tlsConnect } from "node:tls";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
+import { test } from "../support/leaks.js";
+import { until } from "../support/wait.js";
 import {
   captureLog, closed, closedWith, dial, echo, fakeAuthz, imbalance, makeMesh, metricValue, roundTrip, startApp,
   testMetrics, type FakeAuthz, type TestApp,
@@ -388,10 +389,7 @@ test("close() refuses connections still handshaking as draining", async (t) => {
   const release = Promise.withResolvers<void>();
   s.authz.hold = release.promise;
   const waiting = await dial(s.port, creds, s.caPems);
-  await new Promise<void>((resolve) => {
-    const poll = (): void => (s.authz.decideCalls > 0 ? resolve() : void setImmediate(poll));
-    poll();
-  });
+  await until(() => s.authz.decideCalls > 0, "the authorizer to be asked");
   await s.listener.close();
   await closedWith(s.cap, "draining");
   await closed(waiting);

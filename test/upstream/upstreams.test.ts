@@ -15,9 +15,9 @@ import {
   portOf,
   roundTrip,
   startMesh,
-  until,
   upstream,
 } from "./harness.js";
+import { until } from "../support/wait.js";
 
 test("bytes round-trip through the upstream listener and mTLS to the instance (100 MB, hash-checked)", async (t) => {
   const mesh = await startMesh(t);

@@ -7,4 +7,4 @@ export { bytesPiped, cut, pipe } from "./pipe.js";
 export { checkNodeInternals, rawSocketOf } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeCloseReason, PipeOptions, PipeResult } from "./pipe.js";
-export { canBind, pickFreePort, findFreePort } from "./free-port.js";
+export { canBind, pickFreePort, findFreePort, ephemeralLow } from "./free-port.js";

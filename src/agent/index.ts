@@ -50,5 +50,5 @@ export {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
 } from "./proxy-settings.js";
-export type { AppAddress, ProxySettings } from "./proxy-settings.js";
+export type { AppAddress, ProxyIdentity, ProxySettings } from "./proxy-settings.js";
 export type * from "./types.js";

@@ -12,6 +12,23 @@ export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1
 
 export type AppAddress = { host: string; port: number } | { socketPath: string };
 
+/**
+ * Who the proxy is, the three ways `proxy` and `doctor` are told (spec §9.1 precedence: proxy-id >
+ * sidecar-for > service): a registration by ID, the sidecar of a service ID, or static flags.
+ * `Static` adds what one command alone reads in static mode.
+ */
+export type ProxyIdentity<Static extends object = object> =
+  | { t: "proxy-id"; proxyId: string }
+  | { t: "sidecar-for"; serviceId: string }
+  | ({
+      t: "static";
+      service: string;
+      /** -listen: the public listener, if any. */
+      listen: { host: string; port: number } | undefined;
+      /** -service-addr: the local app. */
+      app: { host: string; port: number } | undefined;
+    } & Static);
+
 /** Everything the sidecar applies from one proxy registration (or from static flags). */
 export interface ProxySettings {
   proxyId: string | undefined;

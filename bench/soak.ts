@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createWriteStream, readFileSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +18,7 @@ import { createAgentClient, registerService, resolveAgentConfig, type AgentClien
 import { startDevAgent } from "../src/dev-agent/index.js";
 import { rotateRootBody } from "../test/dev-agent/ca-rotation.js";
 import { pickFreePort as freePort } from "../src/net/index.js";
+import { rssKiB } from "./harness/usage.js";
 
 const { values } = parseArgs({
   options: {
@@ -130,10 +131,8 @@ function spawnSidecar(name: string, sidecarFor: string, agentPort: number, token
   return { name, proc, admin, log };
 }
 
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) : NaN;
-}
+/** VmRSS of a sidecar in KiB (bench/harness/usage.ts); NaN when it cannot be read. */
+const rssOf = (pid: number): number => rssKiB(pid) ?? NaN;
 
 async function waitReady(c: Child): Promise<void> {
   const deadline = Date.now() + 60_000;
@@ -206,7 +205,7 @@ async function main(): Promise<void> {
     if (i > 100) throw new Error("the mesh never carried a request");
     await new Promise((r) => setTimeout(r, 200));
   }
-  const rssNow = (): Record<string, number> => Object.fromEntries(sidecars.map((c) => [c.name, rssKiB(c.proc.pid!)]));
+  const rssNow = (): Record<string, number> => Object.fromEntries(sidecars.map((c) => [c.name, rssOf(c.proc.pid!)]));
   const rssBoot = rssNow();
   let rssStart: Record<string, number> = rssBoot;
   let startedAt = Date.now();
@@ -363,7 +362,7 @@ async function main(): Promise<void> {
   // RSS once a minute of the measured run, to tell a plateau from a climb.
   const rssByMinute: Record<string, number[]> = Object.fromEntries(sidecars.map((c) => [c.name, []]));
   const sampler = setInterval(() => {
-    for (const c of sidecars) rssByMinute[c.name]!.push(rssKiB(c.proc.pid!));
+    for (const c of sidecars) rssByMinute[c.name]!.push(rssOf(c.proc.pid!));
   }, 60_000);
   await new Promise((r) => setTimeout(r, Math.max(0, endAt - Date.now())));
   clearInterval(sampler);

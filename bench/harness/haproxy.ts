@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { ChildHandle, ProcessGroup } from "./children.js";
 import type { Target } from "./http-conn.js";
 import { pickFreePort } from "../../src/net/index.js";
-import { freePort, waitForBulk, waitForHttp, type LeafPems } from "./mesh.js";
+import { waitForBulk, waitForHttp, type LeafPems } from "./mesh.js";
 
 export interface HaproxyPair {
   client: ChildHandle;
@@ -61,7 +61,7 @@ export async function startHaproxyPair(o: HaproxyOptions): Promise<HaproxyPair> 
   writeFileSync(clientPem, `${o.clientLeaf.certPem.trim()}\n${o.clientLeaf.keyPem.trim()}\n`, { mode: 0o600 });
   writeFileSync(serverPem, `${o.serverLeaf.certPem.trim()}\n${o.serverLeaf.keyPem.trim()}\n`, { mode: 0o600 });
 
-  const ports = { clientHttp: await freePort(), clientBulk: await freePort(), serverHttp: await freePort(), serverBulk: await freePort() };
+  const ports = { clientHttp: await pickFreePort(), clientBulk: await pickFreePort(), serverHttp: await pickFreePort(), serverBulk: await pickFreePort() };
   const tlsOut = `ssl crt ${clientPem} ca-file ${ca} verify required`;
   const tlsIn = `ssl crt ${serverPem} ca-file ${ca} verify required`;
   const serverConfig = (http: number, bulk: number): string => `${GLOBAL(8000)}

@@ -3,7 +3,6 @@
 // intention client → server (and client → bulk), one service-identity token per sidecar, and each
 // sidecar a child process of the real CLI (`cli.js proxy -sidecar-for <svc> …`) pinned to the proxies' CPUs.
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { pino } from "pino";
 import {
@@ -53,18 +52,6 @@ const LOOPBACK = "127.0.0.1";
 /** Registered with a sidecar but started by no mesh: fresh sidecars for it are timed from spawn to ready. */
 export const STARTUP_SERVICE = "startup";
 
-/** A port that was free a moment ago (bind 0, read, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: LOOPBACK, port: 0 }, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts the dev agent (in this process) and registers client, server, bulk and startup with their sidecars. */
 export async function startAgentWithServices(app: { http: number; bulk: number }): Promise<{
   agent: DevAgent;
@@ -74,7 +61,7 @@ export async function startAgentWithServices(app: { http: number; bulk: number }
   const agent = await startDevAgent({ aclsEnabled: true, aclDefaultPolicy: "deny" });
   const log = pino({ level: "silent" });
   const mgmt = createAgentClient(resolveAgentConfig({ httpAddr: agent.address, token: agent.managementToken }, {}), { log });
-  const upstreamPorts = { http: await freePort(), bulk: await freePort() };
+  const upstreamPorts = { http: await pickFreePort(), bulk: await pickFreePort() };
   const sidecar = async (port: number, extra: object = {}): Promise<object> => ({
     Port: port,
     // A 1 s listening check: discovery returns passing instances only, and the default interval is 10 s.
@@ -83,20 +70,20 @@ export async function startAgentWithServices(app: { http: number; bulk: number }
   });
   await registerService(mgmt, {
     Name: "server", ID: "server", Address: LOOPBACK, Port: app.http,
-    Connect: { SidecarService: await sidecar(await freePort()) },
+    Connect: { SidecarService: await sidecar(await pickFreePort()) },
   });
   await registerService(mgmt, {
     Name: "bulk", ID: "bulk", Address: LOOPBACK, Port: app.bulk,
-    Connect: { SidecarService: await sidecar(await freePort()) },
+    Connect: { SidecarService: await sidecar(await pickFreePort()) },
   });
   await registerService(mgmt, {
     Name: STARTUP_SERVICE, ID: STARTUP_SERVICE, Address: LOOPBACK, Port: app.http,
-    Connect: { SidecarService: await sidecar(await freePort()) },
+    Connect: { SidecarService: await sidecar(await pickFreePort()) },
   });
   await registerService(mgmt, {
-    Name: "client", ID: "client", Address: LOOPBACK, Port: await freePort(),
+    Name: "client", ID: "client", Address: LOOPBACK, Port: await pickFreePort(),
     Connect: {
-      SidecarService: await sidecar(await freePort(), {
+      SidecarService: await sidecar(await pickFreePort(), {
         Proxy: {
           Upstreams: [
             { DestinationName: "server", LocalBindAddress: LOOPBACK, LocalBindPort: upstreamPorts.http },

@@ -71,14 +71,24 @@ function threadNs(pid: number): Map<string, number> | undefined {
   return out.size > 0 ? out : undefined;
 }
 
-/** utime + stime (fields 14 and 15 of /proc/<pid>/stat) in ns: every thread, living or exited, in whole ticks. */
-function statNs(pid: number): number | undefined {
+/**
+ * utime and stime (fields 14 and 15 of /proc/<pid>/stat) in ns: every thread, living or exited, in
+ * whole ticks. Undefined when the process cannot be read.
+ */
+export function userSysNs(pid: number): { userNs: number; sysNs: number } | undefined {
   const text = read(`/proc/${pid}/stat`);
   if (text === undefined) return undefined;
   // The command name (field 2) is in parentheses and may hold spaces: count from after its ")".
   const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(f[11]) + Number(f[12]);
-  return Number.isFinite(ticks) ? (ticks / clockTicksPerSecond()) * 1e9 : undefined;
+  const [user, sys] = [Number(f[11]), Number(f[12])];
+  if (!Number.isFinite(user) || !Number.isFinite(sys)) return undefined;
+  const nsPerTick = 1e9 / clockTicksPerSecond();
+  return { userNs: user * nsPerTick, sysNs: sys * nsPerTick };
+}
+
+function statNs(pid: number): number | undefined {
+  const t = userSysNs(pid);
+  return t === undefined ? undefined : t.userNs + t.sysNs;
 }
 
 /** CPU readings of some processes, to subtract from a later reading with cpuSince. */

@@ -7,7 +7,7 @@
 //        [--bulk-mib 64] [--sidecar-node-options "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--no-haproxy]
 //        [--baseline-cli /tmp/base/dist/src/cli.js]   (a second sidecar mesh from another build, "baseline", interleaved)
 //        [--hold]   (print targets and pids, then wait for stdin to close before measuring: profile by hand)
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,6 +26,7 @@ import {
 } from "../harness/measure.js";
 import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "../harness/mesh.js";
 import { ensureTools } from "../harness/tools.js";
+import { userSysNs } from "../harness/usage.js";
 
 type StepId = "ka16" | "ka64" | "conns" | "down" | "up" | "closed";
 const STEPS: Record<StepId, { key: keyof RoundFigures; run: (ctx: MeasureContext, p: LivePath, r: RoundFigures) => Promise<void> }> = {
@@ -42,19 +43,14 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
 }
 
-/** utime and stime of a process in ms (Linux /proc; clock ticks of 10 ms). */
-function cpuMs(pid: number): { user: number; sys: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
-}
+/** utime and stime of some processes in ms, summed (bench/harness/usage.ts; NaN when one cannot be read). */
 function cpuOf(pids: number[]): { user: number; sys: number } {
   let user = 0;
   let sys = 0;
   for (const pid of pids) {
-    const c = cpuMs(pid);
-    user += c.user;
-    sys += c.sys;
+    const c = userSysNs(pid);
+    user += c === undefined ? NaN : c.userNs / 1e6;
+    sys += c === undefined ? NaN : c.sysNs / 1e6;
   }
   return { user, sys };
 }

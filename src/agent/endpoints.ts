@@ -4,16 +4,30 @@ import { ConfigError } from "../net/index.js";
 import type { AgentClient, AgentRequest } from "./client.js";
 import { AgentError } from "./errors.js";
 import {
+  parseAclPolicy,
+  parseAgentSelf,
   parseAgentService,
   parseAgentServices,
   parseAuthorizeResult,
   parseCaRoots,
   parseHealthEntries,
+  parseIntentionCheck,
   parseIntentionMatch,
   parseLeafCert,
   parsePreparedQueryNodes,
+  parseTokenInfo,
 } from "./parse.js";
-import type { AgentService, AuthorizeResult, CaRoots, HealthEntry, Intention, LeafCert } from "./types.js";
+import type {
+  AgentSelfInfo,
+  AgentService,
+  AuthorizeResult,
+  CaRoots,
+  HealthEntry,
+  Intention,
+  LeafCert,
+  PolicyInfo,
+  TokenInfo,
+} from "./types.js";
 import type { WatchSpec } from "./watch.js";
 
 const seg = encodeURIComponent;
@@ -188,6 +202,69 @@ export async function executePreparedQuery(
   if (opts.datacenter) query.dc = opts.datacenter;
   const res = await agent.request(withSignal({ method: "GET", path, query, endpoint: "/v1/query/:name/execute" }, signal));
   return parsed(`GET ${path}`, () => parsePreparedQueryNodes(res.body));
+}
+
+// ---- one-shot reads (the doctor's): each GET once, no watch ----
+
+/**
+ * The CA roots (spec §2), with the agent's `X-Consul-Default-ACL-Policy` header (a hint only,
+ * spec §11.5). Needs no ACL. Throws AgentError.
+ */
+export async function getCaRoots(agent: AgentClient, signal?: AbortSignal): Promise<{ roots: CaRoots; defaultAclPolicy: string | undefined }> {
+  const { value, headers } = await readOnce(agent, caRootsWatch, signal);
+  return { roots: value, defaultAclPolicy: headers["x-consul-default-acl-policy"] };
+}
+
+/** The leaf certificate for a service NAME with the client's token (spec §3); needs service:write. Throws AgentError. */
+export async function getLeafCert(agent: AgentClient, service: string, signal?: AbortSignal): Promise<LeafCert> {
+  return (await readOnce(agent, leafWatch(service), signal)).value;
+}
+
+/** The intentions whose destination matches `destination`, highest precedence first (spec §5.3). Throws AgentError. */
+export async function getIntentionMatch(agent: AgentClient, destination: string, signal?: AbortSignal): Promise<Intention[]> {
+  return (await readOnce(agent, intentionMatchWatch(destination), signal)).value;
+}
+
+/** Would `source` be allowed to connect to `destination` by intentions (spec §5.3)? Throws AgentError. */
+export async function checkIntention(
+  agent: AgentClient,
+  req: { source: string; destination: string },
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const path = "/v1/connect/intentions/check";
+  const res = await agent.request(
+    withSignal({ method: "GET", path, endpoint: path, query: { source: req.source, destination: req.destination } }, signal),
+  );
+  return parsed(`GET ${path}`, () => parseIntentionCheck(res.body));
+}
+
+/** The token the client presents (spec §11.2); 401 "ACL support disabled" when ACLs are off. Throws AgentError. */
+export async function getTokenSelf(agent: AgentClient, signal?: AbortSignal): Promise<TokenInfo> {
+  const path = "/v1/acl/token/self";
+  const res = await agent.request(withSignal({ method: "GET", path, endpoint: path }, signal));
+  return parseTokenInfo(res.body);
+}
+
+/** The audit fields of the agent's own configuration (spec §11.5); needs agent:read. Throws AgentError. */
+export async function getAgentSelf(agent: AgentClient, signal?: AbortSignal): Promise<AgentSelfInfo> {
+  const path = "/v1/agent/self";
+  const res = await agent.request(withSignal({ method: "GET", path, endpoint: path }, signal));
+  return parseAgentSelf(res.body);
+}
+
+/** One ACL policy and its rules (spec §11.4); needs acl:read. Throws AgentError. */
+export async function getAclPolicy(agent: AgentClient, id: string, signal?: AbortSignal): Promise<PolicyInfo> {
+  const res = await agent.request(withSignal({ method: "GET", path: `/v1/acl/policy/${seg(id)}`, endpoint: "/v1/acl/policy/:id" }, signal));
+  return parseAclPolicy(res.body, id);
+}
+
+/** One GET of what a watch spec watches, answered at once (no index, hash or wait). */
+async function readOnce<T>(agent: AgentClient, spec: WatchSpec<T>, signal?: AbortSignal): Promise<{ value: T; headers: Record<string, string> }> {
+  const req: AgentRequest = { method: "GET", path: spec.path };
+  if (spec.endpoint !== undefined) req.endpoint = spec.endpoint;
+  if (spec.query !== undefined) req.query = { ...spec.query };
+  const res = await agent.request(withSignal(req, signal));
+  return { value: parsed(`GET ${spec.path}`, () => spec.parse(res.body)), headers: res.headers };
 }
 
 function withSignal(req: AgentRequest, signal: AbortSignal | undefined): AgentRequest {

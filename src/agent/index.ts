@@ -21,6 +21,13 @@ export {
   deregisterService,
   updateTtlCheck,
   executePreparedQuery,
+  getCaRoots,
+  getLeafCert,
+  getIntentionMatch,
+  checkIntention,
+  getTokenSelf,
+  getAgentSelf,
+  getAclPolicy,
 } from "./endpoints.js";
 export {
   parseCaRoots,
@@ -31,5 +38,17 @@ export {
   parseIntentionMatch,
   parseAuthorizeResult,
   parsePreparedQueryNodes,
+  parseIntentionCheck,
+  parseTokenInfo,
+  parseAgentSelf,
+  parseAclPolicy,
+  isLocalListener,
 } from "./parse.js";
+export {
+  proxySettingsFromService,
+  readProxyRegistration,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+} from "./proxy-settings.js";
+export type { AppAddress, ProxyIdentity, ProxySettings } from "./proxy-settings.js";
 export type * from "./types.js";

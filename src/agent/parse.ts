@@ -2,8 +2,10 @@
 // A wrong type throws AgentError("bad_body") naming the field, e.g. `roots.Roots[0].RootCert`.
 // Messages never carry values (a leaf body holds a private key). Optional fields and the nulls
 // Consul really sends (spec §2, §3, §6.5, §7.1) are tolerated.
+import { isLoopbackHost } from "../net/index.js";
 import { AgentError } from "./errors.js";
 import type {
+  AgentSelfInfo,
   AgentService,
   AuthorizeResult,
   CaRoot,
@@ -11,8 +13,10 @@ import type {
   HealthEntry,
   Intention,
   LeafCert,
+  PolicyInfo,
   ProxyConfig,
   SpiffeUri,
+  TokenInfo,
   Upstream,
 } from "./types.js";
 
@@ -202,6 +206,94 @@ export function parseAuthorizeResult(body: unknown): AuthorizeResult {
     authorized: asBool(o.Authorized, "authorize.Authorized"),
     reason: optString(o.Reason, "authorize.Reason"),
   };
+}
+
+/** `GET /v1/connect/intentions/check` (spec §5.3). Throws AgentError("bad_body"). */
+export function parseIntentionCheck(body: unknown): boolean {
+  return asBool(asObject(body, "check").Allowed, "check.Allowed");
+}
+
+// ---- audit reads (the doctor's): loose, a missing or mistyped field is "cannot tell", never an error ----
+
+/** `GET /v1/acl/token/self` (spec §11.2). Never throws. */
+export function parseTokenInfo(body: unknown): TokenInfo {
+  const o = looseObj(body);
+  const links = (v: unknown) => looseArr(v).map((l) => ({ id: looseStr(looseObj(l).ID), name: looseStr(looseObj(l).Name) }));
+  return {
+    accessorId: looseStr(o.AccessorID),
+    description: looseStr(o.Description),
+    policies: links(o.Policies),
+    roles: links(o.Roles),
+    serviceIdentities: looseArr(o.ServiceIdentities).map((s) => ({
+      serviceName: looseStr(looseObj(s).ServiceName),
+      datacenters: looseArr(looseObj(s).Datacenters).map(looseStr),
+    })),
+    nodeIdentities: looseArr(o.NodeIdentities).map((n) => ({ nodeName: looseStr(looseObj(n).NodeName), datacenter: looseStr(looseObj(n).Datacenter) })),
+    templatedPolicies: looseArr(o.TemplatedPolicies).map((tp) => {
+      const vars = looseObj(looseObj(tp).TemplateVariables);
+      const name = vars.name ?? vars.Name; // responses write the key in lowercase (spec §11.2)
+      return { templateName: looseStr(looseObj(tp).TemplateName), name: typeof name === "string" ? name : undefined };
+    }),
+  };
+}
+
+/** The audit fields of `GET /v1/agent/self` (spec §11.5). Never throws. */
+export function parseAgentSelf(body: unknown): AgentSelfInfo {
+  const o = looseObj(body);
+  const config = looseObj(o.Config);
+  const debug = looseObj(o.DebugConfig);
+  const stats = looseObj(o.Stats);
+  const resolver = looseObj(debug.ACLResolverSettings);
+  // spec §11.5: since 1.12 under TLS.InternalRPC; before, top-level Verify* keys
+  const rpc = debug.TLS !== undefined ? looseObj(looseObj(debug.TLS).InternalRPC) : debug;
+  const aclStat = looseOptStr(looseObj(stats.consul).acl);
+  return {
+    version: looseOptStr(config.Version),
+    aclsEnabled:
+      looseOptBool(debug.ACLsEnabled) ?? looseOptBool(resolver.ACLsEnabled) ?? (aclStat === undefined ? undefined : aclStat !== "disabled"),
+    aclDefaultPolicy: looseOptStr(resolver.ACLDefaultPolicy),
+    rpcVerifyIncoming: looseOptBool(rpc.VerifyIncoming),
+    rpcVerifyOutgoing: looseOptBool(rpc.VerifyOutgoing),
+    rpcVerifyServerHostname: looseOptBool(rpc.VerifyServerHostname),
+    httpAddrs: Array.isArray(debug.HTTPAddrs) ? debug.HTTPAddrs.map(looseStr) : undefined,
+    httpsAddrs: Array.isArray(debug.HTTPSAddrs) ? debug.HTTPSAddrs.map(looseStr) : undefined,
+    caProvider: looseOptStr(debug.ConnectCAProvider),
+    sidecarMinPort: looseOptNum(debug.ConnectSidecarMinPort),
+    sidecarMaxPort: looseOptNum(debug.ConnectSidecarMaxPort),
+    gossipEncrypted: looseOptStr(looseObj(stats.serf_lan).encrypted),
+  };
+}
+
+/** `GET /v1/acl/policy/:id` (spec §11.4). Never throws. */
+export function parseAclPolicy(body: unknown, id: string): PolicyInfo {
+  const o = looseObj(body);
+  return { id, name: looseStr(o.Name), rules: looseStr(o.Rules) };
+}
+
+/** True when a DebugConfig listener address (`tcp://ip:port`, `unix:///path`) is on this host only. */
+export function isLocalListener(addr: string): boolean {
+  if (addr.startsWith("unix://")) return true;
+  const m = /^tcp:\/\/(\[[^\]]+\]|[^:]+):\d+$/.exec(addr);
+  return m !== null && isLoopbackHost(m[1]!);
+}
+
+function looseObj(v: unknown): Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
+}
+function looseArr(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+function looseStr(v: unknown): string {
+  return typeof v === "string" ? v : "";
+}
+function looseOptStr(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+function looseOptBool(v: unknown): boolean | undefined {
+  return typeof v === "boolean" ? v : undefined;
+}
+function looseOptNum(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 
 // ---- primitives: each names the field and the expected type, never the value ----

@@ -120,3 +120,40 @@ export interface AuthorizeResult {
   authorized: boolean;
   reason: string;
 }
+
+/**
+ * `GET /v1/acl/token/self` (spec §11.2), read loosely for an audit: a missing field is empty.
+ */
+export interface TokenInfo {
+  accessorId: string;
+  description: string;
+  policies: Array<{ id: string; name: string }>;
+  roles: Array<{ id: string; name: string }>;
+  serviceIdentities: Array<{ serviceName: string; datacenters: string[] }>;
+  nodeIdentities: Array<{ nodeName: string; datacenter: string }>;
+  templatedPolicies: Array<{ templateName: string; name: string | undefined }>;
+}
+
+/** The audit fields of `/v1/agent/self` (spec §11.5); undefined = the agent did not say. */
+export interface AgentSelfInfo {
+  version: string | undefined;
+  aclsEnabled: boolean | undefined;
+  aclDefaultPolicy: string | undefined;
+  rpcVerifyIncoming: boolean | undefined;
+  rpcVerifyOutgoing: boolean | undefined;
+  rpcVerifyServerHostname: boolean | undefined;
+  /** DebugConfig listener addresses as Consul writes them: `tcp://ip:port`, `unix:///path`. */
+  httpAddrs: string[] | undefined;
+  httpsAddrs: string[] | undefined;
+  caProvider: string | undefined;
+  sidecarMinPort: number | undefined;
+  sidecarMaxPort: number | undefined;
+  gossipEncrypted: string | undefined;
+}
+
+/** `GET /v1/acl/policy/:id` (spec §11.4), read loosely: a missing field is empty. */
+export interface PolicyInfo {
+  id: string;
+  name: string;
+  rules: string;
+}

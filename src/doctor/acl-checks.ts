@@ -1,7 +1,7 @@
 // Checklist step 1: ACLs on with default deny, an anonymous token that cannot act as a service,
 // and intentions that deny by default and name each caller. Pure functions of the evidence.
-import type { Intention } from "../agent/index.js";
-import type { AgentSelfInfo, Outcome, TokenInfo } from "./evidence.js";
+import type { AgentSelfInfo, Intention, TokenInfo } from "../agent/index.js";
+import type { Outcome } from "./evidence.js";
 import type { Check } from "./types.js";
 
 const STEP = "acl-default-deny" as const;

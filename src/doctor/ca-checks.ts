@@ -1,8 +1,8 @@
 // Checklist step 4: the CA is bootstrapped (roots present, one active, a trust domain), this
 // token gets a leaf, neither is near expiry, and the provider is an external one.
-import type { CaRoots, LeafCert } from "../agent/index.js";
+import type { AgentSelfInfo, CaRoots, LeafCert } from "../agent/index.js";
 import { describe } from "./acl-checks.js";
-import type { AgentSelfInfo, Outcome } from "./evidence.js";
+import type { Outcome } from "./evidence.js";
 import { serviceTokenFix } from "./token-checks.js";
 import type { Check } from "./types.js";
 

@@ -3,7 +3,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { createAgentClient, type AgentClient, type AgentConfig } from "../agent/index.js";
+import { createAgentClient, type AgentClient, type AgentConfig, type PolicyInfo } from "../agent/index.js";
 import { ConfigError, isLoopbackHost } from "../net/index.js";
 import {
   checkAclDefaultPolicy,
@@ -24,7 +24,6 @@ import {
   gatherTokenSelf,
   IdentityError,
   type Outcome,
-  type PolicyInfo,
   type ProxyView,
 } from "./evidence.js";
 import { checkAppAddress, checkAppExposure, checkPublicPort, checkPublicPortBind, ownPublicListenerCheck } from "./host-checks.js";

@@ -2,9 +2,9 @@
 // or set on purpose; free, or held by this very sidecar), and the app (on loopback, and NOT
 // answering on any of this host's other addresses).
 import type { NetworkInterfaceInfo } from "node:os";
-import type { CaRoots, LeafCert } from "../agent/index.js";
+import type { AgentSelfInfo, CaRoots, LeafCert } from "../agent/index.js";
 import { isLoopbackHost } from "../net/index.js";
-import type { AgentSelfInfo, Outcome, ProxyView } from "./evidence.js";
+import type { Outcome, ProxyView } from "./evidence.js";
 import { hostPort, nonLoopbackAddresses, probeBind, probePeerUri, probeTcp, type EphemeralPorts } from "./probe.js";
 import type { Check } from "./types.js";
 

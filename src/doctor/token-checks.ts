@@ -2,7 +2,8 @@
 // identity (spec §11.3), and sits in a file only its owner can read.
 import { statSync } from "node:fs";
 import { describe } from "./acl-checks.js";
-import type { Outcome, PolicyInfo, TokenInfo } from "./evidence.js";
+import type { PolicyInfo, TokenInfo } from "../agent/index.js";
+import type { Outcome } from "./evidence.js";
 import { formatRule, grantsServiceWrite, parseRules, rightsBeyondIdentity } from "./policy-rules.js";
 import type { Check } from "./types.js";
 

@@ -1,9 +1,9 @@
 // Checklist step 3: encrypted agent traffic. The sidecar's own link to the agent (HTTPS, a unix
 // socket, or plain HTTP that never leaves the host), then what the agent reports about its HTTP
 // listeners, RPC TLS and gossip encryption (spec §11.5).
-import type { AgentAddress, AgentTlsConfig } from "../agent/index.js";
+import { isLocalListener, type AgentAddress, type AgentSelfInfo, type AgentTlsConfig } from "../agent/index.js";
 import { isLoopbackHost } from "../net/index.js";
-import { isLocalListener, type AgentSelfInfo, type Outcome } from "./evidence.js";
+import type { Outcome } from "./evidence.js";
 import { hostPort } from "./probe.js";
 import type { Check } from "./types.js";
 

@@ -1,7 +1,7 @@
 // What `connect-sidecar doctor` is asked to check, and what it answers. Yargs-free: the CLI (and
 // the running sidecar's /status) build DoctorOptions and read a DoctorReport.
 import type { NetworkInterfaceInfo } from "node:os";
-import type { AgentClient, AgentConfig } from "../agent/index.js";
+import type { AgentClient, AgentConfig, ProxyIdentity } from "../agent/index.js";
 import type { Logger } from "../ops/index.js";
 
 /** One check's outcome: SKIP means "does not apply here", never "could not tell" (that is WARN). */
@@ -70,17 +70,7 @@ export interface DoctorReport {
 }
 
 /** Which sidecar to check: the same three ways `proxy` is told who it is (spec §9.1). */
-export type DoctorIdentity =
-  | { t: "proxy-id"; proxyId: string }
-  | { t: "sidecar-for"; serviceId: string }
-  | {
-      t: "static";
-      service: string;
-      /** -listen: the public listener, if any. */
-      listen: { host: string; port: number } | undefined;
-      /** -service-addr: the local app. */
-      app: { host: string; port: number } | undefined;
-    };
+export type DoctorIdentity = ProxyIdentity;
 
 export interface DoctorOptions {
   source: DoctorIdentity;

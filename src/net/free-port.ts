@@ -30,7 +30,7 @@ const PICK_MIN = 10_000;
 const PICK_MAX = 29_999;
 
 /** The low end of the kernel's ephemeral port range (Linux), 32768 when it cannot be read. */
-function ephemeralLow(): number {
+export function ephemeralLow(): number {
   try {
     const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
     return Number.isInteger(low) && low > 0 ? low : 32_768;

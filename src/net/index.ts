@@ -22,4 +22,4 @@ export { bytesPiped, cut, pipe } from "./pipe.js";
 export { rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeOptions, PipeResult } from "./pipe.js";
-export { canBind, pickFreePort } from "./free-port.js";
+export { canBind, ephemeralLow, pickFreePort } from "./free-port.js";

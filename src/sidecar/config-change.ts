@@ -1,8 +1,8 @@
 // A new proxy registration, as the actions that take the running sidecar from one ProxySettings to
 // the next. Pure: the sidecar carries the actions out, one at a time, and keeps the old value of
 // whatever an action could not apply.
-import type { Upstream } from "../agent/index.js";
-import { appSettingsChanged, sameAddress, type AppAddress, type ProxySettings } from "./proxy-config.js";
+import type { AppAddress, ProxySettings, Upstream } from "../agent/index.js";
+import { formatAddress } from "../net/index.js";
 
 type HostPort = { host: string; port: number };
 
@@ -39,6 +39,19 @@ export function planConfigChange(prev: ProxySettings, next: ProxySettings, hasPu
   if (JSON.stringify(prev.upstreams) !== JSON.stringify(next.upstreams)) actions.push({ t: "apply_upstreams", upstreams: next.upstreams });
   if (!sameAddress(prev.metricsBindAddr, next.metricsBindAddr)) actions.push({ t: "move_admin", addr: next.metricsBindAddr });
   return actions;
+}
+
+/** True when two settings differ in what the public listener uses for new connections. */
+function appSettingsChanged(a: ProxySettings, b: ProxySettings): boolean {
+  return (
+    (a.app === undefined ? "" : formatAddress(a.app)) !== (b.app === undefined ? "" : formatAddress(b.app)) ||
+    a.handshakeTimeoutMs !== b.handshakeTimeoutMs ||
+    a.localConnectTimeoutMs !== b.localConnectTimeoutMs
+  );
+}
+
+export function sameAddress(a: HostPort | undefined, b: HostPort | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.host === b.host && a.port === b.port);
 }
 
 /** `next` with the fields of `action` put back to `prev`'s: what runs when the action could not be applied. */

@@ -1,23 +1,18 @@
 // What one sidecar process is asked to do, after the CLI has parsed and validated its flags.
-import type { AgentConfig, Upstream } from "../agent/index.js";
+import type { AgentConfig, ProxyIdentity, Upstream } from "../agent/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
 
-/** Where the proxy configuration comes from (spec §9.1 precedence: proxy-id > sidecar-for > service). */
-export type ProxySource =
-  | { t: "proxy-id"; proxyId: string }
-  | { t: "sidecar-for"; serviceId: string }
-  | {
-      t: "static";
-      service: string;
-      /** The public listener: both or neither (spec §9.1: -service-addr is required with -listen). */
-      listen: { host: string; port: number } | undefined;
-      app: { host: string; port: number } | undefined;
-      upstreams: Upstream[];
-      /** -register: self-register `<service>-sidecar-proxy[-<idSuffix>]` with a TTL check. */
-      register: { idSuffix: string } | undefined;
-      /** -register without -listen: bind 0.0.0.0 on the lowest free port of this range (resolved at start). */
-      pickListenPort?: { min: number; max: number } | undefined;
-    };
+/**
+ * Where the proxy configuration comes from (spec §9.1 precedence: proxy-id > sidecar-for > service).
+ * In static mode -listen and -service-addr go together (spec §9.1: -service-addr is required with -listen).
+ */
+export type ProxySource = ProxyIdentity<{
+  upstreams: Upstream[];
+  /** -register: self-register `<service>-sidecar-proxy[-<idSuffix>]` with a TTL check. */
+  register: { idSuffix: string } | undefined;
+  /** -register without -listen: bind 0.0.0.0 on the lowest free port of this range (resolved at start). */
+  pickListenPort?: { min: number; max: number } | undefined;
+}>;
 
 export interface SidecarOptions {
   source: ProxySource;
@@ -48,5 +43,5 @@ export interface SidecarDeps {
   now: () => number;
 }
 
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000; // spec §6.1
-export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1
+// spec §6.1 defaults, owned by the registration reader (src/agent/proxy-settings.ts)
+export { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "../agent/index.js";

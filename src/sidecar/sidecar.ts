@@ -10,8 +10,10 @@ import {
   findSidecarFor,
   readTokenFile,
   watch,
+  proxySettingsFromService,
   type AgentClient,
   type AgentService,
+  type ProxySettings,
 } from "../agent/index.js";
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
@@ -28,11 +30,10 @@ import {
 } from "../ops/index.js";
 import { createUpstreams, type UpstreamsManager } from "../upstream/index.js";
 import { startChecklist, type Checklist } from "./checklist.js";
-import { keepPrevious, planConfigChange, type ConfigAction } from "./config-change.js";
+import { keepPrevious, planConfigChange, sameAddress, type ConfigAction } from "./config-change.js";
 import type { ProxySource, SidecarDeps, SidecarOptions } from "./options.js";
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
 import { PartStack } from "./parts.js";
-import { proxySettingsFromService, sameAddress, type ProxySettings } from "./proxy-config.js";
 import { startRegistration, type Registration } from "./registration.js";
 
 /** The agent counts as unreachable for /ready after failing this long without any answer. */

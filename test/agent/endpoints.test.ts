@@ -6,11 +6,17 @@ import {
   agentServiceWatch,
   authorize,
   caRootsWatch,
+  checkIntention,
   createAgentClient,
   deregisterService,
   executePreparedQuery,
   findSidecarFor,
+  getAclPolicy,
+  getAgentSelf,
   getAgentService,
+  getCaRoots,
+  getIntentionMatch,
+  getTokenSelf,
   healthConnectWatch,
   intentionMatchWatch,
   leafWatch,
@@ -117,6 +123,46 @@ test("getAgentService reads one registration; an unknown ID is not_found", async
   assert.equal(svc.contentHash, "abc123");
   await assert.rejects(getAgentService(agent, "nope"), (e: unknown) => e instanceof AgentError && e.code === "not_found");
   assert.equal(server.requests.length, 2);
+});
+
+test("the doctor's one-shot reads use Consul's paths and never block; audit bodies are read loosely", async (t) => {
+  const { agent, server } = await agentWith(t, (req, res) => {
+    const path = new URL(req.url ?? "", "http://x").pathname;
+    if (path === "/v1/agent/connect/ca/roots") return sendJson(res, 200, { TrustDomain: "T.consul", Roots: null }, { "X-Consul-Default-ACL-Policy": "deny" });
+    if (path === "/v1/connect/intentions/match") return sendJson(res, 200, { web: [] });
+    if (path === "/v1/connect/intentions/check") return sendJson(res, 200, { Allowed: false });
+    if (path === "/v1/acl/token/self") return sendJson(res, 200, { AccessorID: "a1", Policies: [{ ID: "p1", Name: "web" }], Roles: "not a list" });
+    if (path === "/v1/agent/self") return sendJson(res, 200, { Config: { Version: "1.21.0" }, DebugConfig: { ConnectSidecarMinPort: 21000 } });
+    if (path === "/v1/acl/policy/p%2F1") return sendJson(res, 200, { Name: "web", Rules: 'service "web" { policy = "write" }' });
+    return sendText(res, 404, "no");
+  });
+  assert.deepEqual(await getCaRoots(agent), { roots: { activeRootId: "", trustDomain: "t.consul", roots: [] }, defaultAclPolicy: "deny" });
+  assert.deepEqual(await getIntentionMatch(agent, "web"), []);
+  assert.equal(await checkIntention(agent, { source: "probe", destination: "web" }), false);
+  const token = await getTokenSelf(agent);
+  assert.deepEqual([token.accessorId, token.policies, token.roles], ["a1", [{ id: "p1", name: "web" }], []]);
+  const self = await getAgentSelf(agent);
+  assert.deepEqual([self.version, self.sidecarMinPort, self.sidecarMaxPort, self.aclsEnabled], ["1.21.0", 21000, undefined, undefined]);
+  assert.deepEqual(await getAclPolicy(agent, "p/1"), { id: "p/1", name: "web", rules: 'service "web" { policy = "write" }' });
+  assert.deepEqual(
+    server.requests.map((r) => r.url),
+    [
+      "/v1/agent/connect/ca/roots",
+      "/v1/connect/intentions/match?by=destination&name=web",
+      "/v1/connect/intentions/check?source=probe&destination=web",
+      "/v1/acl/token/self",
+      "/v1/agent/self",
+      "/v1/acl/policy/p%2F1",
+    ],
+  );
+});
+
+test("checkIntention: an answer without a boolean Allowed is bad_body naming the endpoint", async (t) => {
+  const { agent } = await agentWith(t, (_req, res) => sendJson(res, 200, {}));
+  await assert.rejects(
+    checkIntention(agent, { source: "probe", destination: "web" }),
+    (e: unknown) => e instanceof AgentError && e.code === "bad_body" && e.message.startsWith("GET /v1/connect/intentions/check: bad body: check.Allowed"),
+  );
 });
 
 test("listAgentServices passes a filter", async (t) => {

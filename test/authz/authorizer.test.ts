@@ -4,7 +4,8 @@ import { Registry } from "prom-client";
 import { createAgentClient, type SpiffeUri } from "../../src/agent/index.js";
 import { createAuthorizer, type AuthorizerOptions, type Verdict } from "../../src/authz/index.js";
 import { createMetrics } from "../../src/ops/index.js";
-import { captureLog, startFakeAgent, type Action } from "./fake-agent.js";
+import { captureLog } from "../support/log-capture.js";
+import { startFakeAgent, type Action } from "./fake-agent.js";
 
 const TRUST_DOMAIN = "11111111-2222-3333-4444-555555555555.consul";
 const WEB = `spiffe://${TRUST_DOMAIN}/ns/default/dc/dc1/svc/web` as SpiffeUri;
@@ -24,7 +25,7 @@ interface Setup {
 /** Fake agent + real agent client + authorizer for target "api", with a fake clock and own metrics. */
 async function setup(t: TestContext, o: Setup = {}) {
   const fake = await startFakeAgent(t, { intentions: o.intentions ?? {} });
-  const captured = captureLog();
+  const captured = captureLog({ level: "debug" });
   const agent = createAgentClient(fake.config, { log: captured.log });
   const clock = { ms: 1_700_000_000_000 };
   const metrics = createMetrics(new Registry(), { processMetrics: false });
@@ -266,7 +267,7 @@ test("close stops the watch, and later decisions fail closed", async (t) => {
 
 test("bad options are configuration errors", async (t) => {
   const fake = await startFakeAgent(t);
-  const { log } = captureLog();
+  const { log } = captureLog({ level: "debug" });
   const agent = createAgentClient(fake.config, { log });
   t.after(() => agent.close());
   const deps = { log, now: Date.now };

@@ -5,7 +5,7 @@ import { test, type TestContext } from "node:test";
 import { createAgentClient, type AgentClient, type AgentConfig, type SpiffeUri } from "../../src/agent/index.js";
 import { createAuthorizer } from "../../src/authz/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
-import { captureLog } from "./fake-agent.js";
+import { captureLog } from "../support/log-capture.js";
 
 const SERIAL = "01:02:03";
 
@@ -18,7 +18,7 @@ async function devAgent(t: TestContext) {
     tls: { verify: true },
     token,
   });
-  const { log } = captureLog();
+  const { log } = captureLog({ level: "debug" });
   const admin = createAgentClient(config(dev.managementToken), { log });
   t.after(() => admin.close());
   const uri = (service: string) => `spiffe://${dev.trustDomain}/ns/default/dc/${dev.datacenter}/svc/${service}` as SpiffeUri;
@@ -33,7 +33,7 @@ async function devAgent(t: TestContext) {
 }
 
 function authorizerFor(t: TestContext, agent: AgentClient) {
-  const captured = captureLog();
+  const captured = captureLog({ level: "debug" });
   const authz = createAuthorizer(agent, { log: captured.log, now: Date.now }, { target: "api", maxStaleMs: 60_000, revokeLive: true });
   t.after(() => authz.close());
   return { authz, captured };
@@ -42,7 +42,7 @@ function authorizerFor(t: TestContext, agent: AgentClient) {
 test("dev agent: intentions decide, and a deny intention revokes a cached allow", async (t) => {
   const { dev, config, uri, setIntention } = await devAgent(t);
   await setIntention("web", "allow");
-  const agent = createAgentClient(config(dev.managementToken), { log: captureLog().log });
+  const agent = createAgentClient(config(dev.managementToken), { log: captureLog({ level: "debug" }).log });
   t.after(() => agent.close());
   const { authz } = authorizerFor(t, agent);
 
@@ -58,7 +58,7 @@ test("dev agent: intentions decide, and a deny intention revokes a cached allow"
 test("dev agent: a token the agent does not know gets authz_unavailable, never allow", async (t) => {
   const { config, uri, setIntention } = await devAgent(t);
   await setIntention("web", "allow");
-  const agent = createAgentClient(config("00000000-0000-4000-8000-000000000000"), { log: captureLog().log });
+  const agent = createAgentClient(config("00000000-0000-4000-8000-000000000000"), { log: captureLog({ level: "debug" }).log });
   t.after(() => agent.close());
   const { authz, captured } = authorizerFor(t, agent);
 

@@ -5,7 +5,6 @@
 import { EventEmitter, once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { pino, type Logger } from "pino";
 import type { AgentConfig } from "../../src/agent/index.js";
 
 export type Action = "allow" | "deny";
@@ -199,43 +198,3 @@ export async function startFakeAgent(t: { after(fn: () => Promise<void> | void):
   return fake;
 }
 
-/** A logger whose lines a test can wait for: `waitFor("intention watch failing")`. */
-export interface CapturedLog {
-  log: Logger;
-  lines: Array<{ level: number; msg: string }>;
-  /** Resolves when a line whose msg contains `text` has been written (already, or later). */
-  waitFor(text: string): Promise<void>;
-  count(text: string): number;
-}
-
-export function captureLog(): CapturedLog {
-  const events = new EventEmitter();
-  const lines: CapturedLog["lines"] = [];
-  const log = pino(
-    { level: "debug" },
-    {
-      write(line: string) {
-        const o = JSON.parse(line) as { level: number; msg: string };
-        lines.push({ level: o.level, msg: o.msg });
-        events.emit("line");
-      },
-    },
-  );
-  const has = (text: string) => lines.some((l) => l.msg.includes(text));
-  return {
-    log,
-    lines,
-    waitFor(text) {
-      if (has(text)) return Promise.resolve();
-      return new Promise((resolve) => {
-        const check = () => {
-          if (!has(text)) return;
-          events.off("line", check);
-          resolve();
-        };
-        events.on("line", check);
-      });
-    },
-    count: (text) => lines.filter((l) => l.msg.includes(text)).length,
-  };
-}

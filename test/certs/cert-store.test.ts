@@ -6,15 +6,8 @@ import { createAgentClient, resolveAgentConfig } from "../../src/agent/index.js"
 import { createCertStore, createMaterialHolder, type MaterialRejectReason, type TlsMaterial } from "../../src/certs/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
 import { rotateRootBody } from "../dev-agent/ca-rotation.js";
+import { captureLog } from "../support/log-capture.js";
 import { makeCa, rootsOf } from "./fixtures.js";
-
-/** A pino logger whose lines land in an array. */
-function captureLog() {
-  const lines: Array<{ level: number; msg: string; reason?: string }> = [];
-  const raw: string[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => void (raw.push(s), lines.push(JSON.parse(s))) });
-  return { log, lines, raw };
-}
 
 function holderWithLog() {
   const { log, lines, raw } = captureLog();

@@ -276,6 +276,22 @@ test("an identity that cannot be resolved exits 2; the agent-wide checks still r
   assert.equal(doctorExitCode(report), 2);
 });
 
+test("a registration `proxy` would refuse FAILs identity naming its field: the doctor reads it with the sidecar's reader", async (t) => {
+  const s = await startScenario(t);
+  await s.put("/v1/agent/service/register", {
+    Kind: "connect-proxy",
+    ID: "web-odd-proxy",
+    Name: "web-odd-proxy",
+    Port: s.sidecarRange.min,
+    Proxy: { DestinationServiceName: "web", LocalServicePort: s.appPort, Config: { bind_port: "soon" } },
+  });
+  const report = await s.doctor({ source: { t: "proxy-id", proxyId: "web-odd-proxy" } });
+  assert.equal(check(report, "identity").verdict, "FAIL");
+  assert.equal(report.fatal?.reason, "identity_unresolved");
+  assert.match(report.fatal?.message ?? "", /registration "web-odd-proxy" cannot run as a sidecar: Proxy\.Config\.bind_port: "soon" is not a whole number/);
+  assert.equal(doctorExitCode(report), 2);
+});
+
 test("-proxy-id and static -service resolve the same identity", async (t) => {
   const s = await startScenario(t);
   const byId = await s.doctor({ source: { t: "proxy-id", proxyId: "web-sidecar-proxy" } });

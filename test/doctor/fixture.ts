@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { createAgentClient, resolveAgentConfig, type AgentClient } from "../../src/agent/index.js";
 import { startDevAgent, type DevAgent, type DevAgentOptions } from "../../src/dev-agent/index.js";
 import { runDoctor, type Check, type CheckId, type DoctorOptions, type DoctorReport } from "../../src/doctor/index.js";
+import { leaseSidecarRange } from "../support/ports.js";
 
 export const silentLog = pino({ level: "silent" });
 
@@ -46,10 +47,8 @@ export interface Scenario {
 }
 
 export async function startScenario(t: TestContext, o: ScenarioOptions = {}): Promise<Scenario> {
-  // Each test's dev agent gets its own sidecar range: a random base in 30000–60000, kept below
-  // Linux's ephemeral range (32768+) so no outgoing connection of a loaded machine holds the port.
-  const min = 30000 + Math.floor(Math.random() * 2500);
-  const sidecarRange = { min, max: min + 60 };
+  // Each test's dev agent gets its own sidecar range, leased below the ephemeral range (test/support/ports.ts).
+  const sidecarRange = await leaseSidecarRange(t);
   const devOpts: DevAgentOptions = {
     aclsEnabled: o.aclsEnabled ?? true,
     aclDefaultPolicy: o.aclDefaultPolicy ?? "deny",

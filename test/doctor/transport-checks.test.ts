@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { judgeAgentTransport } from "../../src/doctor/index.js";
 import { checkAgentHttpListeners, checkAgentRpcTls, checkGossipEncryption } from "../../src/doctor/transport-checks.js";
-import { parseAgentSelf } from "../../src/doctor/evidence.js";
+import { parseAgentSelf } from "../../src/agent/index.js";
 
 const verify = { verify: true };
 const http = (host: string) => ({ scheme: "http" as const, host, port: 8500, pathPrefix: "" });

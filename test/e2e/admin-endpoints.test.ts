@@ -5,6 +5,7 @@ import { test } from "node:test";
 import {
   closed, dial, echo, freePort, registerApp, scrape, setIntention, startEchoApp, startMesh, startSidecar, sumMetric,
 } from "./mesh.js";
+import { until } from "../support/wait.js";
 
 test("/ready answers 503 with the reason before the registration and leaf exist, then 200; /status describes the sidecar", async (t) => {
   const mesh = await startMesh(t);
@@ -113,10 +114,11 @@ test("/metrics reconcile after traffic: accepted = closed + active per listener,
 
 // The close is counted when the sidecar sees it, which may be just after our client saw it.
 async function waitForSeries(admin: string, name: string, ...match: string[]): Promise<Map<string, number>> {
-  for (let i = 0; ; i++) {
-    const series = await scrape(admin);
-    if (sumMetric(series, name, ...match) >= 1) return series;
-    if (i > 200) assert.fail(`${admin}: no ${name}{${match.join(",")}}:\n${[...series].filter(([k]) => k.includes("connections")).join("\n")}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  let series = new Map<string, number>();
+  await until(
+    async () => sumMetric((series = await scrape(admin)), name, ...match) >= 1,
+    `${admin} to count ${name}{${match.join(",")}}`,
+    { everyMs: 25 },
+  ).catch((err: Error) => assert.fail(`${err.message}; its connection series:\n${[...series].filter(([k]) => k.includes("connections")).join("\n")}`));
+  return series;
 }

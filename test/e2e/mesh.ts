@@ -11,6 +11,7 @@ import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { createLogger, createMetrics, type Metrics } from "../../src/ops/index.js";
 import { runSidecar, type Sidecar, type SidecarOptions, type ProxySource } from "../../src/sidecar/index.js";
 import { pickFreePort as freePort } from "../../src/net/index.js";
+import { leaseSidecarRange } from "../support/ports.js";
 
 export interface Mesh {
   agent: DevAgent;
@@ -24,15 +25,15 @@ export interface MeshOptions {
   aclsEnabled?: boolean;
 }
 
-/** Starts a dev agent (ACLs off unless asked, default allow) with a random sidecar port range. */
+/** Starts a dev agent (ACLs off unless asked, default allow) with a sidecar port range leased for this test. */
 export async function startMesh(t: TestContext, opts: MeshOptions = {}): Promise<Mesh> {
-  const base = 30_000 + Math.floor(Math.random() * 29_000);
+  const range = await leaseSidecarRange(t);
   const agent = await startDevAgent({
     httpAddr: "127.0.0.1:0",
     aclsEnabled: opts.aclsEnabled ?? false,
     aclDefaultPolicy: opts.aclsEnabled ? "deny" : "allow",
-    sidecarMinPort: base,
-    sidecarMaxPort: base + 100,
+    sidecarMinPort: range.min,
+    sidecarMaxPort: range.max,
   });
   const mgmt = createAgentClient(resolveAgentConfig({ httpAddr: agent.address, token: agent.managementToken }, {}), {
     log: quietLogger(),

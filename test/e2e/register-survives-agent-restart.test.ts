@@ -3,14 +3,15 @@ import { test } from "node:test";
 import { getAgentService, createAgentClient, resolveAgentConfig, AgentError } from "../../src/agent/index.js";
 import { startDevAgent } from "../../src/dev-agent/index.js";
 import { pickFreePort } from "../../src/net/index.js";
+import { leaseSidecarRange } from "../support/ports.js";
 import { startCli } from "./child.js";
 import { quietLogger, startEchoApp } from "./mesh.js";
 
 test("self-registration survives a dev-agent restart: the proxy service comes back within the heartbeat interval", async (t) => {
   const port = await pickFreePort();
   const addr = `127.0.0.1:${port}`;
-  const base = 30_000 + Math.floor(Math.random() * 2_500);
-  const agentOpts = { httpAddr: addr, sidecarMinPort: base, sidecarMaxPort: base + 50 };
+  const range = await leaseSidecarRange(t);
+  const agentOpts = { httpAddr: addr, sidecarMinPort: range.min, sidecarMaxPort: range.max };
   let agent = await startDevAgent(agentOpts);
   t.after(() => agent.stop());
   const app = await startEchoApp(t);

@@ -1,53 +1,25 @@
 // Shared pieces for the listener tests: a cert store fed from the test CA, a scripted authorizer,
 // an app that counts its accepts, a log that can be awaited, and a TLS client.
-import { EventEmitter, once } from "node:events";
+import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import { Registry } from "prom-client";
 import type { SpiffeUri } from "../../src/agent/index.js";
 import type { Authorizer, Verdict } from "../../src/authz/index.js";
 import { createMaterialHolder, type MaterialHolder } from "../../src/certs/index.js";
 import { createMetrics, type Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type IssuedLeaf, type TestCa } from "../certs/fixtures.js";
+import { captureLog as captureLines, type CapturedLog, type LogLine } from "../support/log-capture.js";
+
+export type { LogLine };
 
 export const SERVICE = "api";
 
-/** One line the listener logged, as parsed JSON. */
-export type LogLine = Record<string, unknown> & { msg: string; level: number };
-
-/** A pino logger whose lines are kept and can be awaited. */
-export function captureLog(): { log: Logger; lines: LogLine[]; next(pred: (l: LogLine) => boolean): Promise<LogLine>; closed(): LogLine[] } {
-  const lines: LogLine[] = [];
-  const events = new EventEmitter();
-  const log = pino(
-    { level: "info" },
-    {
-      write(s: string) {
-        const line = JSON.parse(s) as LogLine;
-        lines.push(line);
-        events.emit("line", line);
-      },
-    },
-  );
-  return {
-    log,
-    lines,
-    /** The first line, already logged or still to come, that matches. */
-    next(pred) {
-      const seen = lines.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => {
-        const on = (l: LogLine): void => {
-          if (!pred(l)) return;
-          events.off("line", on);
-          resolve(l);
-        };
-        events.on("line", on);
-      });
-    },
-    closed: () => lines.filter((l) => l.msg === "inbound connection closed"),
-  };
+/** The shared captured log (test/support/log-capture.ts), plus the inbound "connection closed" lines. */
+export function captureLog(): CapturedLog & { closed(): LogLine[] } {
+  const cap = captureLines();
+  return { ...cap, closed: () => cap.lines.filter((l) => l.msg === "inbound connection closed") };
 }
 
 /** Waits for the connection log line with this reason (and this source, when given). */

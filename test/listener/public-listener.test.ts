@@ -6,14 +6,15 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test, type TestContext } from "node:test";
+import type { TestContext } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
-import { delay } from "../../src/net/index.js";
 import { peerHost } from "../net/netns.js";
+import { test } from "../support/leaks.js";
+import { until } from "../support/wait.js";
 import {
   captureLog, closed, closedWith, dial, echo, fakeAuthz, imbalance, makeMesh, metricValue, roundTrip, startApp,
   testMetrics, type FakeAuthz, type TestApp,
@@ -394,10 +395,7 @@ test("close() refuses connections still handshaking as draining", async (t) => {
   const release = Promise.withResolvers<void>();
   s.authz.hold = release.promise;
   const waiting = await dial(s.port, creds, s.caPems);
-  await new Promise<void>((resolve) => {
-    const poll = (): void => (s.authz.decideCalls > 0 ? resolve() : void setImmediate(poll));
-    poll();
-  });
+  await until(() => s.authz.decideCalls > 0, "the authorizer to be asked");
   await s.listener.close();
   await closedWith(s.cap, "draining");
   await closed(waiting);
@@ -624,10 +622,7 @@ test("a client that vanishes without a FIN or a reset is closed as client_timeou
 
   // Keepalive probes only a quiet connection: while data is unacknowledged, TCP retransmits instead
   // (for up to ~15 minutes; Node cannot set TCP_USER_TIMEOUT). Vanish once everything is acknowledged.
-  for (let i = 0; !(await acknowledged(s.port, host.peerIp)); i++) {
-    if (i === 100) assert.fail("the connection never became quiet");
-    await delay(20);
-  }
+  await until(() => acknowledged(s.port, host.peerIp), "ss to show nothing unacknowledged on the connection", { everyMs: 50 });
   await host.vanish();
   const closed = await closedWith(s.cap, "client_timeout");
   assert.equal(closed.bytesIn, 2);

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { UpstreamStatus } from "../../src/upstream/index.js";
 import { closed, dial, echo, freePort, registerApp, setIntention, startEchoApp, startMesh, startSidecar } from "../e2e/mesh.js";
+import { until } from "../support/wait.js";
 
 const CONNECTIONS = 3000;
 const PARALLEL = 50;
@@ -86,14 +87,11 @@ test("3,000 short connections through upstream and public listeners return every
 
   async function waitUntilIdle(): Promise<void> {
     // Both sides settle their connection records right after the sockets close; poll the public figures.
-    for (let i = 0; i < 500; i++) {
+    await until(async () => {
       const a = apiSide.sidecar.status().listeners.public?.activeConnections ?? 0;
       const w = await counter(webSide.metrics, "connect_sidecar_connections_active", "upstream:api");
-      if (a === 0 && w === 0) return;
-      await new Promise((r) => setImmediate(r));
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assert.fail("connections did not finish");
+      return a === 0 && w === 0;
+    }, "both sidecars to count no active connection");
   }
 });
 

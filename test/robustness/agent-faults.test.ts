@@ -3,7 +3,7 @@
 // Nothing the agent says is trusted before it is validated: a bad answer never admits a client,
 // and a bad certificate never replaces good material.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { makeCa } from "../certs/fixtures.js";
 import { closed, closedWith, dial, roundTrip, startRig, type FaultAction } from "./rig.js";
 

@@ -162,11 +162,3 @@ export async function startCuttable(t: TestContext, target: { host: string; port
   };
 }
 
-/** Resolves once `cond()` holds, checking every `everyMs`; fails after `maxMs`. */
-export async function eventually(cond: () => boolean | Promise<boolean>, what: string, maxMs = 30_000, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}

@@ -5,9 +5,10 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { connect as tlsConnect } from "node:tls";
-import { closed, closedWith, dial, dialOverRaw, echo, openFds, rawConnect, roundTrip, startApp, startRig, until, type Rig } from "./rig.js";
+import { closed, closedWith, dial, dialOverRaw, echo, openFds, rawConnect, roundTrip, startApp, startRig, type Rig } from "./rig.js";
+import { until } from "../support/wait.js";
 
 /** A legitimate client: allowed by intention, served end to end. */
 async function assertServes(rig: Rig, service = "web"): Promise<void> {

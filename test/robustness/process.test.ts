@@ -9,7 +9,8 @@ import { test, type TestContext } from "node:test";
 import { createAgentClient, parseCaRoots, parseLeafCert, resolveAgentConfig } from "../../src/agent/index.js";
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { closed, dial, echo, roundTrip, startApp } from "../listener/harness.js";
-import { adminGet, eventually, freePort, spawnProxy, startCuttable, type ProxyChild } from "./child.js";
+import { adminGet, freePort, spawnProxy, startCuttable, type ProxyChild } from "./child.js";
+import { until } from "../support/wait.js";
 import { rawConnect } from "./rig.js";
 import { pino } from "pino";
 
@@ -49,7 +50,7 @@ async function staticProxy(t: TestContext, agentAddr: string, extra: string[] = 
   return { child, app, listen, admin };
 }
 
-const ready = (admin: number) => eventually(async () => (await adminGet(admin, "/ready")).status === 200, "the sidecar to be ready", 60_000);
+const ready = (admin: number) => until(async () => (await adminGet(admin, "/ready")).status === 200, "the sidecar to be ready", { timeoutMs: 60_000, everyMs: 100 });
 
 function metric(body: string, name: string, labels: string): number {
   const line = body.split("\n").find((l) => l.startsWith(`${name}{`) && labels.split(",").every((kv) => l.includes(kv)));
@@ -67,7 +68,7 @@ async function cpuShare(child: ProxyChild, ms: number): Promise<number> {
 test("agent absent at start: the sidecar waits (/ready 503, no crash, no busy loop) and comes up when the agent appears", async (t) => {
   const agentPort = await freePort();
   const p = await staticProxy(t, `127.0.0.1:${agentPort}`);
-  await eventually(async () => (await adminGet(p.admin, "/ready")).status === 503, "/ready to answer 503");
+  await until(async () => (await adminGet(p.admin, "/ready")).status === 503, "/ready to answer 503", { timeoutMs: 30_000, everyMs: 100 });
   const share = await cpuShare(p.child, 3000);
   assert.ok(share < 0.5, `the waiting sidecar used ${Math.round(share * 100)}% of a CPU`);
   assert.equal(p.child.alive(), true);
@@ -107,11 +108,11 @@ test("agent cut mid-traffic: live and cached connections keep working, and after
 
   await line.restore();
   // A source never seen before needs the agent: it is served once the sidecar reconnects.
-  await eventually(async () => {
+  await until(async () => {
     const s = await dial(p.listen, late, roots);
     const got = await roundTrip(s, "late").catch(() => Buffer.alloc(0));
     return got.toString() === "late";
-  }, "a new source to be authorized after the agent came back", 60_000, 500);
+  }, "a new source to be authorized after the agent came back", { timeoutMs: 60_000, everyMs: 500 });
   assert.equal(await echo(live, "after"), "after");
   live.end();
   await closed(live);
@@ -154,14 +155,14 @@ test("under ulimit -n 64 a flood of connections hits EMFILE: no crash, no spinni
   assert.equal(p.child.alive(), true);
   // Past 64 fds, libuv accepts and closes at once (its EMFILE reserve-fd trick): some of the flood
   // is cut by the server, which shows the limit was really reached.
-  await eventually(() => flood.some((s) => s.readableEnded || s.closed), "the server to cut connections it has no fd for", 20_000);
+  await until(() => flood.some((s) => s.readableEnded || s.closed), "the server to cut connections it has no fd for", { timeoutMs: 20_000, everyMs: 100 });
   for (const s of flood) s.destroy();
-  await eventually(async () => {
+  await until(async () => {
     const s = await dial(p.listen, web, roots).catch(() => undefined);
     if (s === undefined) return false;
     const got = await roundTrip(s, "recovered").catch(() => Buffer.alloc(0));
     return got.toString() === "recovered";
-  }, "a legitimate client to be served after the flood", 60_000, 500);
+  }, "a legitimate client to be served after the flood", { timeoutMs: 60_000, everyMs: 500 });
   assert.equal(p.child.alive(), true);
   assert.equal(await p.child.stop(), 0);
 });
@@ -185,7 +186,7 @@ test("a full run with ACLs logs (at trace) and serves no token and no private ke
   // A bad token via SIGHUP: the agent's 403 texts flow into the log.
   await writeFile(tokenFile, "00000000-0000-0000-0000-000000000bad\n");
   process.kill(p.child.pid, "SIGHUP");
-  await eventually(() => p.child.output().toLowerCase().includes("token"), "the sidecar to log the token reload", 10_000).catch(() => undefined);
+  await until(() => p.child.output().toLowerCase().includes("token"), "the sidecar to log the token reload", { timeoutMs: 10_000, everyMs: 100 }).catch(() => undefined);
   const admin = await Promise.all(["/status", "/metrics", "/ready", "/live"].map((path) => adminGet(p.admin, path)));
   assert.equal(await p.child.stop(), 0);
   const everything = p.child.output() + admin.map((a) => a.body).join("\n");

@@ -9,8 +9,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
-import { closed, closedWith, dial, echo, startApp, startRig, until } from "./rig.js";
+import { test } from "../support/leaks.js";
+import { closed, closedWith, dial, echo, startApp, startRig } from "./rig.js";
+import { until } from "../support/wait.js";
 
 const MiB = 1024 * 1024;
 

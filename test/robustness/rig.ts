@@ -262,11 +262,3 @@ export function openFds(): number {
   return readdirSync("/proc/self/fd").length;
 }
 
-/** Resolves once `cond()` holds, checking every `everyMs` (for state that has no event), or fails after `maxMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs = 20_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { keepPrevious, planConfigChange } from "../../src/sidecar/config-change.js";
-import type { ProxySettings } from "../../src/sidecar/index.js";
+import type { ProxySettings } from "../../src/agent/index.js";
 
 const base: ProxySettings = {
   proxyId: "web-sidecar-proxy",

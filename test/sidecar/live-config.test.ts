@@ -2,14 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { listAgentServices } from "../../src/agent/index.js";
 import { closed, dial, echo, freePort, registerApp, startEchoApp, startMesh, startSidecar } from "../e2e/mesh.js";
-
-async function until<T>(probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from "../support/wait.js";
 
 test("a changed registration applies live: the public listener re-binds without dropping connections, new upstreams open", async (t) => {
   const mesh = await startMesh(t);
@@ -35,8 +28,8 @@ test("a changed registration applies live: the public listener re-binds without 
       { DestinationName: "web", LocalBindPort: secondUpstream },
     ],
   });
-  await until(() => (api.sidecar.publicAddress()?.port === newApiPort ? true : undefined));
-  await until(() => (web.sidecar.status().upstreams.length === 2 ? true : undefined));
+  await until(() => api.sidecar.publicAddress()?.port === newApiPort, "the api sidecar to re-bind its public listener");
+  await until(() => web.sidecar.status().upstreams.length === 2, "the web sidecar to open its second upstream");
   assert.equal(await echo(live, "two"), "two", "the connection made before the re-bind still works");
 
   const viaNew = await dial(secondUpstream);

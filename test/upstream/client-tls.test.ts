@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { createMaterialHolder, type MaterialHolder } from "../../src/certs/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
 import { startBlackHole } from "../sockets.js";
-import { closedWithData, connectionLine, counterValue, dial, portOf, roundTrip, SELF, startMesh, until, upstream, type Mesh } from "./harness.js";
+import { closedWithData, connectionLine, counterValue, dial, portOf, roundTrip, SELF, startMesh, upstream, type Mesh } from "./harness.js";
+import { until } from "../support/wait.js";
 
 /** A cert store the test feeds from its own CAs: `ca` (our trust domain) plus any extra trusted roots. */
 async function holderWith(mesh: Mesh, ca: TestCa, extraRoots: TestCa[] = []): Promise<MaterialHolder> {

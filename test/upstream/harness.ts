@@ -1,11 +1,10 @@
 // Shared pieces for the upstream tests: a real dev agent, a real cert store (or a material holder
 // the test feeds), upstream instances that are small mTLS servers registered in the agent with TTL
 // checks, an awaitable log, and plain TCP clients.
-import { EventEmitter, once } from "node:events";
+import { once } from "node:events";
 import { connect as netConnect, type Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { TestContext } from "node:test";
-import { pino, type Logger } from "pino";
 import { Registry } from "prom-client";
 import {
   createAgentClient,
@@ -21,47 +20,13 @@ import { createCertStore, type CertStore } from "../../src/certs/index.js";
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { createMetrics, type Metrics } from "../../src/ops/index.js";
 import { createUpstreams, type UpstreamsDeps, type UpstreamsManager } from "../../src/upstream/index.js";
+import { captureLog, type CapturedLog, type LogLine } from "../support/log-capture.js";
 
 /** Our own service: the sidecar's identity when it dials upstreams. */
 export const SELF = "web";
 
-export type LogLine = Record<string, unknown> & { msg: string; level: number };
-
-/** A pino logger whose lines are kept and can be awaited. */
-export function captureLog(): { log: Logger; lines: LogLine[]; next(pred: (l: LogLine) => boolean): Promise<LogLine> } {
-  const lines: LogLine[] = [];
-  const events = new EventEmitter();
-  const log = pino(
-    { level: "info" },
-    {
-      write(s: string) {
-        const line = JSON.parse(s) as LogLine;
-        if (process.env.DEBUG_UPSTREAM) process.stderr.write(s);
-        lines.push(line);
-        events.emit("line", line);
-      },
-    },
-  );
-  return {
-    log,
-    lines,
-    next(pred) {
-      const seen = lines.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => {
-        const on = (l: LogLine): void => {
-          if (!pred(l)) return;
-          events.off("line", on);
-          resolve(l);
-        };
-        events.on("line", on);
-      });
-    },
-  };
-}
-
 /** The upstream connection line (refused or closed) with this reason. */
-export function connectionLine(cap: ReturnType<typeof captureLog>, reason: string): Promise<LogLine> {
+export function connectionLine(cap: CapturedLog, reason: string): Promise<LogLine> {
   return cap.next((l) => (l.msg === "upstream connection refused" || l.msg === "upstream connection closed") && l.reason === reason);
 }
 
@@ -281,15 +246,6 @@ export async function closedWithData(s: Socket): Promise<string> {
   s.on("end", () => s.end()); // a half-open client answers the FIN
   if (!s.closed) await once(s, "close");
   return Buffer.concat(chunks).toString();
-}
-
-/** Polls `pred` every 10 ms until it holds (for state that has no event: the agent's view via status()). */
-export async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Sum of a counter's values whose labels match. */

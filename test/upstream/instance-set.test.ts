@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import { Registry } from "prom-client";
 import type { HealthEntry } from "../../src/agent/index.js";
 import { createMetrics } from "../../src/ops/index.js";

@@ -5,7 +5,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { test } from "../support/leaks.js";
 import type { TLSSocket } from "node:tls";
 import {
   closedWithData,
@@ -15,9 +15,9 @@ import {
   portOf,
   roundTrip,
   startMesh,
-  until,
   upstream,
 } from "./harness.js";
+import { until } from "../support/wait.js";
 
 test("bytes round-trip through the upstream listener and mTLS to the instance (100 MB, hash-checked)", async (t) => {
   const mesh = await startMesh(t);

@@ -1,11 +1,33 @@
-// Turns a connect-proxy registration into the settings the sidecar runs with (spec §9.2).
+// Turns a connect-proxy registration into the settings the sidecar runs with (spec §9.2): the one
+// reading of a registration's Proxy block and its opaque Config map, shared by the sidecar (what it
+// runs) and the doctor (what it checks). It lives here, beside the decoders, because the Config
+// keys are Consul JSON (weakly typed by Consul's mapstructure); it is pure (no I/O).
 // Unlike Consul's built-in proxy, the Config keys bind_address, bind_port and
 // local_service_address are honoured in agent mode when present (spec §6.1, §9.2).
-import type { AgentService, Upstream } from "../agent/index.js";
 import { ConfigError, parseHostPort } from "../net/index.js";
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
+import type { AgentService, Upstream } from "./types.js";
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000; // spec §6.1
+export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1
 
 export type AppAddress = { host: string; port: number } | { socketPath: string };
+
+/**
+ * Who the proxy is, the three ways `proxy` and `doctor` are told (spec §9.1 precedence: proxy-id >
+ * sidecar-for > service): a registration by ID, the sidecar of a service ID, or static flags.
+ * `Static` adds what one command alone reads in static mode.
+ */
+export type ProxyIdentity<Static extends object = object> =
+  | { t: "proxy-id"; proxyId: string }
+  | { t: "sidecar-for"; serviceId: string }
+  | ({
+      t: "static";
+      service: string;
+      /** -listen: the public listener, if any. */
+      listen: { host: string; port: number } | undefined;
+      /** -service-addr: the local app. */
+      app: { host: string; port: number } | undefined;
+    } & Static);
 
 /** Everything the sidecar applies from one proxy registration (or from static flags). */
 export interface ProxySettings {
@@ -29,6 +51,14 @@ export interface ProxySettings {
  * (`Kind`, `Proxy.Config.handshake_timeout_ms`, …); the caller logs it and keeps what it had.
  */
 export function proxySettingsFromService(svc: AgentService): ProxySettings {
+  return readProxyRegistration(svc).settings;
+}
+
+/**
+ * proxySettingsFromService, and whether the bind port was set on purpose (Proxy.Config.bind_port)
+ * rather than taken from the registration's Port, which the agent may have picked from its range.
+ */
+export function readProxyRegistration(svc: AgentService): { settings: ProxySettings; bindPortExplicit: boolean } {
   // spec §9.2: "service is not a valid connect proxy"
   if (svc.kind !== "connect-proxy" || svc.proxy === undefined) {
     throw new ConfigError("Kind", `service ${JSON.stringify(svc.id)} is not a valid connect proxy (Kind is ${JSON.stringify(svc.kind)}); register it with Kind "connect-proxy"`);
@@ -39,7 +69,8 @@ export function proxySettingsFromService(svc: AgentService): ProxySettings {
   }
   const cfg = proxy.config;
   const bindHost = optionalString(cfg, "bind_address") ?? (svc.address === "" ? "0.0.0.0" : svc.address);
-  const bindPort = optionalNumber(cfg, "bind_port", { max: 65535 }) ?? svc.port;
+  const bindPortConfig = optionalNumber(cfg, "bind_port", { max: 65535 });
+  const bindPort = bindPortConfig ?? svc.port;
   const bind = bindPort === 0 ? undefined : { host: stripBrackets(bindHost), port: bindPort };
 
   let app: AppAddress | undefined;
@@ -59,7 +90,7 @@ export function proxySettingsFromService(svc: AgentService): ProxySettings {
     );
   }
   const metricsText = optionalString(cfg, "metrics_bind_addr");
-  return {
+  const settings: ProxySettings = {
     proxyId: svc.id,
     service: proxy.destinationServiceName,
     datacenter: svc.datacenter === "" ? undefined : svc.datacenter,
@@ -70,25 +101,7 @@ export function proxySettingsFromService(svc: AgentService): ProxySettings {
     upstreams: proxy.upstreams,
     metricsBindAddr: metricsText === undefined ? undefined : parseHostPort(metricsText, "Proxy.Config.metrics_bind_addr"),
   };
-}
-
-/** True when two settings differ in what the public listener uses for new connections. */
-export function appSettingsChanged(a: ProxySettings, b: ProxySettings): boolean {
-  return (
-    formatApp(a.app) !== formatApp(b.app) ||
-    a.handshakeTimeoutMs !== b.handshakeTimeoutMs ||
-    a.localConnectTimeoutMs !== b.localConnectTimeoutMs
-  );
-}
-
-export function sameAddress(a: { host: string; port: number } | undefined, b: { host: string; port: number } | undefined): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.host === b.host && a.port === b.port);
-}
-
-/** "host:port" or "unix:/path", for logs and /status. */
-export function formatApp(app: AppAddress | undefined): string {
-  if (app === undefined) return "";
-  return "socketPath" in app ? `unix:${app.socketPath}` : app.host.includes(":") ? `[${app.host}]:${app.port}` : `${app.host}:${app.port}`;
+  return { settings, bindPortExplicit: bindPortConfig !== undefined };
 }
 
 // Consul decodes Config with weakly-typed mapstructure: numbers may arrive as numeric strings.

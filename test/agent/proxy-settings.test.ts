@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseAgentService } from "../../src/agent/index.js";
+import { parseAgentService, proxySettingsFromService, readProxyRegistration } from "../../src/agent/index.js";
 import { ConfigError } from "../../src/net/index.js";
-import { proxySettingsFromService } from "../../src/sidecar/index.js";
 
 // The shape of spec §6.5's example, with overrides.
 function service(over: Record<string, unknown> = {}, proxy: Record<string, unknown> = {}) {
@@ -70,4 +69,11 @@ test("bad registrations throw ConfigError naming the field", () => {
   assert.equal(field(() => proxySettingsFromService(service({}, { Config: { bind_port: 70000 } }))), "Proxy.Config.bind_port");
   assert.equal(field(() => proxySettingsFromService(service({}, { Config: { local_service_address: "nope" } }))), "Proxy.Config.local_service_address");
   assert.equal(field(() => proxySettingsFromService(service({}, { LocalServicePort: 0 }))), "Proxy.LocalServicePort");
+});
+
+test("the bind port is explicit only when Proxy.Config.bind_port sets it, not when the registration's Port gives it", () => {
+  assert.equal(readProxyRegistration(service()).bindPortExplicit, false);
+  const set = readProxyRegistration(service({}, { Config: { bind_port: "21000" } }));
+  assert.equal(set.bindPortExplicit, true);
+  assert.deepEqual(set.settings, proxySettingsFromService(service()), "the same settings either way");
 });

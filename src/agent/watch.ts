@@ -67,8 +67,8 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
     maxMs: opts.backoff?.maxMs ?? DEFAULT_BACKOFF_MAX_MS,
   };
   const random = opts.random ?? Math.random;
-  let index = 0; // the ?index= of the next request; 0 means a non-blocking read
-  let hash = ""; // the ?hash= of the next request; "" means a non-blocking read
+  // The ?index= (index mode) or ?hash= (hash mode) of the next request; 0 or "" means a non-blocking read.
+  let cursor: number | string = spec.mode === "index" ? 0 : "";
   let last: number | string | undefined; // index or hash of the last yielded result
   let failures = 0;
 
@@ -76,41 +76,26 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
     const delayMs = bucket.take();
     if (delayMs > 0 && !(await delay(delayMs, signal))) return;
     const query: Record<string, string> = { ...spec.query, wait: waitParam };
-    if (spec.mode === "index" && index > 0) query.index = String(index);
-    if (spec.mode === "hash" && hash !== "") query.hash = hash;
+    if (cursor !== 0 && cursor !== "") query[spec.mode] = String(cursor);
 
     let value: T;
     try {
       const res = await agent.request({ method: "GET", path: spec.path, query, signal, endpoint: spec.endpoint });
-      if (spec.mode === "index") {
-        const got = res.index ?? 0;
-        if (got < index) {
-          // spec §1.4 rule 1: an index that goes backwards resets to 0: re-read without blocking.
-          index = 0;
-          failures = 0;
-          continue;
-        }
-        const version = Math.max(got, 1); // rule 2: never block on index 0
-        if (version === last) {
-          index = version;
-          failures = 0;
-          continue;
-        }
-        value = spec.parse(res.body);
-        index = version;
-        last = version;
-      } else {
-        const got = res.contentHash ?? bodyContentHash(res.body);
-        if (got === undefined) throw new AgentError("bad_body", `GET ${spec.path}: no X-Consul-ContentHash in a hash-blocking answer`);
-        if (got === last) {
-          hash = got;
-          failures = 0;
-          continue;
-        }
-        value = spec.parse(res.body);
-        hash = got;
-        last = got;
+      const version = answerVersion(spec, res, cursor);
+      if (version === undefined) {
+        // spec §1.4 rule 1: an index that goes backwards resets to 0: re-read without blocking.
+        cursor = 0;
+        failures = 0;
+        continue;
       }
+      if (version === last) {
+        cursor = version;
+        failures = 0;
+        continue;
+      }
+      value = spec.parse(res.body); // the cursor moves only past an answer that parsed
+      cursor = version;
+      last = version;
     } catch (err) {
       if (signal.aborted) return;
       const e = asWatchError(err, spec);
@@ -124,6 +109,20 @@ async function* runWatch<T>(agent: AgentClient, spec: WatchSpec<T>, opts: WatchO
     failures = 0;
     yield value;
   }
+}
+
+/**
+ * What an answer's version is: its index (never 0, spec §1.4 rule 2), or undefined when it went
+ * backwards from `cursor`; or its content hash (header, else the body's, spec §1.4.1).
+ */
+function answerVersion(spec: WatchSpec<unknown>, res: { index?: number | undefined; contentHash?: string | undefined; body: unknown }, cursor: number | string): number | string | undefined {
+  if (spec.mode === "index") {
+    const got = res.index ?? 0;
+    return got < (cursor as number) ? undefined : Math.max(got, 1);
+  }
+  const got = res.contentHash ?? bodyContentHash(res.body);
+  if (got === undefined) throw new AgentError("bad_body", `GET ${spec.path}: no X-Consul-ContentHash in a hash-blocking answer`);
+  return got;
 }
 
 /** The body's `ContentHash`, which spec §1.4.1 says equals the header. */

@@ -1,59 +1,11 @@
-// POST /v1/agent/connect/authorize (spec §4) and the SPIFFE URI forms it accepts (spec §8.1).
+// POST /v1/agent/connect/authorize (spec §4); the SPIFFE URI forms it accepts (spec §8.1) are src/certs' parser.
 
+import { parseSpiffeId } from "../certs/index.js";
 import type { DevAgentContext } from "./context.js";
 import { decodeStrict } from "./decode.js";
 import { HttpError } from "./http-error.js";
 import { decide, type Intention } from "./intentions-model.js";
 import type { Route } from "./router.js";
-
-export type ConnectId =
-  | { kind: "service"; trustDomain: string; partition: string; namespace: string; datacenter: string; service: string }
-  | { kind: "agent"; trustDomain: string; partition: string; datacenter: string; node: string }
-  | { kind: "server"; trustDomain: string; datacenter: string }
-  | { kind: "mesh-gateway"; trustDomain: string; partition: string; datacenter: string }
-  | { kind: "signing"; trustDomain: string };
-
-const SERVICE_RE = /^(?:\/ap\/([^/]+))?\/ns\/([^/]+)\/dc\/([^/]+)\/svc\/([^/]+)$/;
-const AGENT_RE = /^(?:\/ap\/([^/]+))?\/agent\/client\/dc\/([^/]+)\/id\/([^/]+)$/;
-const SERVER_RE = /^\/agent\/server\/dc\/([^/]+)$/;
-const GATEWAY_RE = /^(?:\/ap\/([^/]+))?\/gateway\/mesh\/dc\/([^/]+)$/;
-
-function unescape(s: string | undefined, dflt = ""): string {
-  if (s === undefined || s === "") return dflt;
-  return decodeURIComponent(s);
-}
-
-/** Parses a Connect SPIFFE ID (spec §8.1); returns undefined when it is not one. */
-export function parseConnectUri(text: string): ConnectId | undefined {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    return undefined;
-  }
-  if (u.protocol !== "spiffe:") return undefined;
-  const trustDomain = u.hostname;
-  const path = u.pathname;
-  try {
-    let m = SERVICE_RE.exec(path);
-    if (m) {
-      return {
-        kind: "service", trustDomain, partition: unescape(m[1], "default"), namespace: unescape(m[2]),
-        datacenter: unescape(m[3]), service: unescape(m[4]),
-      };
-    }
-    m = AGENT_RE.exec(path);
-    if (m) return { kind: "agent", trustDomain, partition: unescape(m[1], "default"), datacenter: unescape(m[2]), node: unescape(m[3]) };
-    m = SERVER_RE.exec(path);
-    if (m) return { kind: "server", trustDomain, datacenter: unescape(m[1]) };
-    m = GATEWAY_RE.exec(path);
-    if (m) return { kind: "mesh-gateway", trustDomain, partition: unescape(m[1], "default"), datacenter: unescape(m[2]) };
-  } catch {
-    return undefined; // a malformed %-escape
-  }
-  if ((path === "" || path === "/") && trustDomain.includes(".")) return { kind: "signing", trustDomain };
-  return undefined;
-}
 
 /** Whether a request with no matching intention is allowed (spec §4: ACLs off → allow, else the ACL default). */
 export function defaultIntentionAllow(ctx: DevAgentContext): boolean {
@@ -78,8 +30,9 @@ export function authorizeRoutes(store: { list(): readonly Intention[] }, ctx: De
         const body = decodeStrict(req.body, AUTHORIZE_SCHEMA);
         const target = (body.Target as string | undefined) ?? "";
         if (target === "") throw new HttpError(400, "Target service must be specified");
-        const id = parseConnectUri((body.ClientCertURI as string | undefined) ?? "");
-        if (!id) throw new HttpError(400, "ClientCertURI not a valid Connect identifier");
+        const parsed = parseSpiffeId((body.ClientCertURI as string | undefined) ?? "");
+        if (!parsed.ok) throw new HttpError(400, "ClientCertURI not a valid Connect identifier");
+        const id = parsed.value;
         if (id.kind !== "service") throw new HttpError(400, "ClientCertURI not a valid Service identifier");
         req.acl().require("service", "write", target);
         const targetPartition = (body.Partition as string | undefined) || "default";

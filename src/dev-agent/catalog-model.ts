@@ -154,24 +154,21 @@ function proxyHead(p: ProxyRecord): Record<string, unknown> {
 
 /** `api.AgentServiceConnectProxyConfig` (spec §6.5): omitempty except MeshGateway and Expose. */
 function apiProxy(p: ProxyRecord): Record<string, unknown> {
-  const o = proxyHead(p);
-  if (p.mode) o.Mode = p.mode;
-  if (p.transparentProxy && Object.keys(p.transparentProxy).length > 0) o.TransparentProxy = p.transparentProxy;
-  if (p.config && Object.keys(p.config).length > 0) o.Config = p.config;
-  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map((u) => upstreamJson(u, "api"));
-  o.MeshGateway = p.meshGateway;
-  o.Expose = p.expose;
-  return o;
+  return proxyJson(p, "api");
 }
 
 /** `structs.ConnectProxyConfig` (spec §7.1): always present, `Mode` always. */
 function structsProxy(p: ProxyRecord | undefined): Record<string, unknown> {
-  if (!p) return { Mode: "", MeshGateway: {}, Expose: {} };
+  return p ? proxyJson(p, "structs") : { Mode: "", MeshGateway: {}, Expose: {} };
+}
+
+/** The two renderings differ only in `Mode` (omitempty in api, always in structs) and in their upstreams. */
+function proxyJson(p: ProxyRecord, form: "api" | "structs"): Record<string, unknown> {
   const o = proxyHead(p);
-  o.Mode = p.mode;
+  if (p.mode || form === "structs") o.Mode = p.mode;
   if (p.transparentProxy && Object.keys(p.transparentProxy).length > 0) o.TransparentProxy = p.transparentProxy;
   if (p.config && Object.keys(p.config).length > 0) o.Config = p.config;
-  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map((u) => upstreamJson(u, "structs"));
+  if (p.upstreams.length > 0) o.Upstreams = p.upstreams.map((u) => upstreamJson(u, form));
   o.MeshGateway = p.meshGateway;
   o.Expose = p.expose;
   return o;

@@ -97,31 +97,29 @@ export function catalogReadRoutes(catalog: Catalog, ctx: DevAgentContext): Route
     return req.rest;
   };
 
+  /** One node's services, blocking on services and nodes, rendered by `render` (null: unknown node). */
+  const nodeRead =
+    (render: (req: AgentRequest, node: CatalogNode, services: CatalogNode["services"]) => unknown, unknown: unknown) =>
+    async (req: AgentRequest): Promise<Reply> => {
+      const name = nodeName(req);
+      const { index, value } = await blockingRead(req, ["services", "nodes"], () => ({
+        index: ctx.feed.indexOf("services", "nodes"),
+        value: nodeServices(req, name),
+      }));
+      return listReply(req, index, value.node ? render(req, value.node, value.services) : unknown, value.filtered);
+    };
+
   // GET /v1/catalog/node/:node → {Node, Services: {id: NodeService}}; an unknown node is `null` (catalog_endpoint.go).
-  const nodeMap = async (req: AgentRequest): Promise<Reply> => {
-    const name = nodeName(req);
-    const { index, value } = await blockingRead(req, ["services", "nodes"], () => ({
-      index: ctx.feed.indexOf("services", "nodes"),
-      value: nodeServices(req, name),
-    }));
-    const json = value.node
-      ? { Node: renderNodeInfo(value.node.info), Services: Object.fromEntries(value.services.map((s) => [s.id, renderNodeService(s)])) }
-      : null;
-    return listReply(req, index, json, value.filtered);
-  };
+  const nodeMap = nodeRead(
+    (_req, node, services) => ({ Node: renderNodeInfo(node.info), Services: Object.fromEntries(services.map((s) => [s.id, renderNodeService(s)])) }),
+    null,
+  );
 
   // GET /v1/catalog/node-services/:node → {Node, Services: [NodeService]}; unknown: both null (NodeServiceList zero value).
-  const nodeList = async (req: AgentRequest): Promise<Reply> => {
-    const name = nodeName(req);
-    const { index, value } = await blockingRead(req, ["services", "nodes"], () => ({
-      index: ctx.feed.indexOf("services", "nodes"),
-      value: nodeServices(req, name),
-    }));
-    const json = value.node
-      ? { Node: renderNodeInfo(value.node.info), Services: applyFilter(req.query, value.services.map(renderNodeService)) }
-      : { Node: null, Services: null };
-    return listReply(req, index, json, value.filtered);
-  };
+  const nodeList = nodeRead(
+    (req, node, services) => ({ Node: renderNodeInfo(node.info), Services: applyFilter(req.query, services.map(renderNodeService)) }),
+    { Node: null, Services: null },
+  );
 
   const members = (req: AgentRequest): Reply => {
     const wan = req.query.has("wan") && req.query.get("wan") !== "0" && req.query.get("wan") !== "false";

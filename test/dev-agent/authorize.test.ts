@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseConnectUri } from "../../src/dev-agent/authorize.js";
+import { parseSpiffeId } from "../../src/certs/index.js";
 import { createToken, setProtocol, startAgent, type TestAgent } from "./catalog-fixture.js";
 
 const TD = "7f3a9b2c-1d4e-4f5a-8b6c-9d0e1f2a3b4c.consul";
@@ -9,6 +9,12 @@ const authorize = (agent: TestAgent, body: unknown, token?: string) =>
   agent.req("/v1/agent/connect/authorize", { method: "POST", body, ...(token !== undefined ? { token } : {}) });
 const putIntention = (agent: TestAgent, src: string, dst: string, body: unknown, token?: string) =>
   agent.req(`/v1/connect/intentions/exact?source=${src}&destination=${dst}`, { method: "PUT", body, ...(token ? { token } : {}) });
+
+// The dev agent reads ClientCertURI with the sidecar's own parser: the forms it must accept.
+const parseConnectUri = (text: string) => {
+  const r = parseSpiffeId(text);
+  return r.ok ? r.value : undefined;
+};
 
 test("SPIFFE URIs parse into service, agent, server, mesh-gateway and signing IDs", () => {
   assert.deepEqual(parseConnectUri(uri("web")), { kind: "service", trustDomain: TD, partition: "default", namespace: "default", datacenter: "dc1", service: "web" });

@@ -352,16 +352,18 @@ export function catalogRoutes(catalog: Catalog, ctx: DevAgentContext, view: Serv
     if (!svc) throw new HttpError(404, `Unknown service ID "${id}"`);
     req.acl().require("service", "write", svc.name);
     const checkId = `_service_maintenance:${id}`;
-    if (enable === "true") {
+    // Consul's EnableServiceMaintenance: a critical check of type "maintenance"; enabling it again is a no-op
+    // (the first reason stays).
+    if (enable === "true" && catalog.check(checkId) === undefined) {
       const reason = req.query.get("reason") || "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.";
       catalog.registerCheck(
         {
-          id: checkId, name: "Service Maintenance Mode", status: "maintenance", notes: reason, output: "", type: "maintenance",
+          id: checkId, name: "Service Maintenance Mode", status: "critical", notes: reason, output: "", type: "maintenance",
           intervalMs: 0, timeoutMs: 0, ttlMs: 0, deregisterAfterMs: 0, tcp: "", http: "", method: "", aliasService: "", aliasNode: "",
         },
         svc,
       );
-    } else catalog.deregisterCheck(checkId);
+    } else if (enable === "false") catalog.deregisterCheck(checkId);
     return {};
   };
 

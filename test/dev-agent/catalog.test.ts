@@ -246,7 +246,9 @@ test("maintenance mode adds a critical maintenance check and removes it again", 
   await register(agent, { Name: "web", Port: 8080 });
   assert.equal((await agent.req("/v1/agent/service/maintenance/web?enable=true&reason=upgrade", { method: "PUT" })).status, 200);
   const m = (await agent.req("/v1/agent/checks")).json["_service_maintenance:web"];
-  assert.deepEqual([m.Status, m.Notes], ["maintenance", "upgrade"]);
+  assert.deepEqual([m.Status, m.Type, m.Notes], ["critical", "maintenance", "upgrade"]);
+  assert.equal((await agent.req("/v1/agent/service/maintenance/web?enable=true&reason=again", { method: "PUT" })).status, 200);
+  assert.equal((await agent.req("/v1/agent/checks")).json["_service_maintenance:web"].Notes, "upgrade", "enabling again keeps the first reason");
   assert.deepEqual((await agent.req("/v1/health/service/web?passing")).json, []);
   await agent.req("/v1/agent/service/maintenance/web?enable=false", { method: "PUT" });
   assert.equal((await agent.req("/v1/agent/checks")).json["_service_maintenance:web"], undefined);

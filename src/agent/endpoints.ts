@@ -8,6 +8,7 @@ import {
   parseAgentSelf,
   parseAgentService,
   parseAgentServices,
+  parseCheckNotes,
   parseAuthorizeResult,
   parseCaRoots,
   parseHealthEntries,
@@ -167,6 +168,32 @@ export async function deregisterService(agent: AgentClient, id: string, signal?:
       signal,
     ),
   );
+}
+
+/** The agent's check ID for a service's maintenance mode (Consul's serviceMaintCheckID). */
+export function serviceMaintenanceCheckId(serviceId: string): string {
+  return `_service_maintenance:${serviceId}`;
+}
+
+/**
+ * Puts a local service in maintenance mode (a critical check: discovery stops choosing it) with
+ * `reason`, or takes it out (`reason` undefined). Unknown service → AgentError("not_found"). Enabling
+ * it again keeps the first reason, as Consul does.
+ */
+export async function setServiceMaintenance(agent: AgentClient, serviceId: string, reason: string | undefined, signal?: AbortSignal): Promise<void> {
+  const query: Record<string, string> = reason === undefined ? { enable: "false" } : { enable: "true", reason };
+  await agent.request(
+    withSignal(
+      { method: "PUT", path: `/v1/agent/service/maintenance/${seg(serviceId)}`, endpoint: "/v1/agent/service/maintenance/:id", query },
+      signal,
+    ),
+  );
+}
+
+/** The reason a local service is in maintenance mode, or undefined when it is not. Throws AgentError. */
+export async function serviceMaintenanceReason(agent: AgentClient, serviceId: string, signal?: AbortSignal): Promise<string | undefined> {
+  const res = await agent.request(withSignal({ method: "GET", path: "/v1/agent/checks", endpoint: "/v1/agent/checks" }, signal));
+  return parsed("GET /v1/agent/checks", () => parseCheckNotes(res.body, serviceMaintenanceCheckId(serviceId)));
 }
 
 /** Sets a TTL check's status and output (spec §6.3); unknown check → AgentError("not_found"). */

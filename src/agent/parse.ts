@@ -213,6 +213,17 @@ export function parseIntentionCheck(body: unknown): boolean {
   return asBool(asObject(body, "check").Allowed, "check.Allowed");
 }
 
+/**
+ * The Notes of check `checkId` in `GET /v1/agent/checks` (spec §6.6: an object keyed by check ID), or
+ * undefined when the agent has no such check. Throws AgentError("bad_body").
+ */
+export function parseCheckNotes(body: unknown, checkId: string): string | undefined {
+  const checks = asObject(body, "checks");
+  const c = checks[checkId];
+  if (c === undefined) return undefined;
+  return optString(asObject(c, `checks[${JSON.stringify(checkId)}]`).Notes, `checks[${JSON.stringify(checkId)}].Notes`);
+}
+
 // ---- audit reads (the doctor's): loose, a missing or mistyped field is "cannot tell", never an error ----
 
 /** `GET /v1/acl/token/self` (spec §11.2). Never throws. */

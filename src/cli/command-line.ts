@@ -121,6 +121,10 @@ export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): Sidecar
     metricsAddr: metricsText === undefined ? { host: "127.0.0.1", port: 0 } : parseHostPort(metricsText, "metrics-addr"),
     metricsAddrExplicit: metricsText !== undefined,
     drainTimeoutMs,
+    shutdownGracePeriodMs: positiveInt(String(args.shutdownGracePeriodSeconds), "shutdown-grace-period-seconds", 0, 86_400) * 1_000,
+    startupGracePeriodMs: positiveInt(String(args.startupGracePeriodSeconds), "startup-grace-period-seconds", 0, 86_400) * 1_000,
+    gracefulShutdownPath: adminPath(String(args.gracefulShutdownPath), "graceful-shutdown-path"),
+    gracefulStartupPath: adminPath(String(args.gracefulStartupPath), "graceful-startup-path"),
     allowNonLoopbackApp: Boolean(args.allowNonLoopbackApp),
     logConnections: Boolean(args.logConnections),
     revokeLive: Boolean(args.revokeLive),
@@ -244,6 +248,16 @@ function positiveDuration(text: string, field: string, allowZero: boolean): numb
     throw new ConfigError(field, `"${text}" must be ${allowZero ? "zero or more" : "more than zero"}; use a duration such as 30s`);
   }
   return ms;
+}
+
+const ADMIN_PATHS = new Set(["/metrics", "/live", "/ready", "/status"]);
+
+/** An admin server path of our own: absolute, no query, not one the admin server already serves. */
+function adminPath(text: string, field: string): string {
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(text) || ADMIN_PATHS.has(text)) {
+    throw new ConfigError(field, `"${text}" must be an absolute path such as /graceful_shutdown, and not one of ${[...ADMIN_PATHS].join(", ")}`);
+  }
+  return text;
 }
 
 /** 0 (off) or whole seconds: the kernel counts TCP keepalive time in seconds. */

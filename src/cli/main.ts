@@ -86,17 +86,19 @@ async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<numbe
   log.info({ metrics: `${sidecar.adminUrl()}/metrics`, ready: `${sidecar.adminUrl()}/ready` }, `admin server listening on ${sidecar.adminUrl()}`);
   return await new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
+    const stop = (signal: NodeJS.Signals | "graceful_shutdown_path"): void => {
       if (stopping) {
+        if (signal === "graceful_shutdown_path") return; // asked again over HTTP: already draining
         log.warn({ signal }, "second signal: exiting now");
         sidecar.destroy();
         return resolve(EXIT_FAILURE);
       }
       stopping = true;
       memoryRelease?.close();
-      log.info({ signal, drainTimeoutMs: opts.drainTimeoutMs }, "shutting down: draining live connections");
+      log.info({ signal, drainTimeoutMs: opts.drainTimeoutMs, shutdownGracePeriodMs: opts.shutdownGracePeriodMs }, "shutting down: draining live connections");
       void sidecar.close(opts.drainTimeoutMs).then(resolve);
     };
+    void sidecar.shutdownRequested.then(() => stop("graceful_shutdown_path"));
     const reload = (): void => sidecar.reloadToken();
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);

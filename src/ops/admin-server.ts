@@ -1,4 +1,5 @@
-// The sidecar's one admin HTTP server: /metrics (Prometheus), /live, /ready and /status.
+// The sidecar's one admin HTTP server: /metrics (Prometheus), /live, /ready, /status, and the
+// lifecycle endpoints an orchestrator's hooks call (/graceful_startup, /graceful_shutdown).
 // It never proxies traffic and holds no secrets; it defaults to loopback (the CLI decides).
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -17,7 +18,24 @@ export interface AdminServerOptions {
   registry: Registry;
   readiness(): Readiness;
   status(): SidecarStatus;
+  lifecycle?: AdminLifecycle;
 }
+
+/** What the lifecycle endpoints do; paths as consul-dataplane's -graceful-shutdown-path / -graceful-startup-path. */
+export interface AdminLifecycle {
+  shutdownPath: string;
+  startupPath: string;
+  /** Begins the graceful shutdown, as SIGTERM does. Idempotent. */
+  requestShutdown(): void;
+  /**
+   * Resolves "settled" once the start has succeeded or failed (or a shutdown began), "grace_over" when
+   * the startup grace period ran out first, "aborted" when `signal` (the caller went away) aborts first.
+   */
+  untilStarted(signal: AbortSignal): Promise<"settled" | "grace_over" | "aborted">;
+}
+
+// A GET too: a Kubernetes preStop httpGet hook can only send GET (consul-dataplane takes any method).
+const SHUTDOWN_METHODS = new Set(["GET", "PUT", "POST"]);
 
 export interface AdminServer {
   /** The bound address (the real port when bound to port 0). */
@@ -59,6 +77,16 @@ export async function startAdminServer(opts: AdminServerOptions, deps: AdminServ
 
 async function handle(req: IncomingMessage, res: ServerResponse, opts: AdminServerOptions, deps: AdminServerDeps): Promise<void> {
   const path = (req.url ?? "/").split("?", 1)[0];
+  const lifecycle = opts.lifecycle;
+  if (lifecycle !== undefined && path === lifecycle.shutdownPath) {
+    if (!SHUTDOWN_METHODS.has(req.method ?? "")) {
+      res.setHeader("Allow", "GET, PUT, POST");
+      return send(res, 405, "text/plain; charset=utf-8", "method not allowed\n");
+    }
+    deps.log.info({ path, method: req.method }, "graceful shutdown requested over HTTP");
+    lifecycle.requestShutdown();
+    return send(res, 200, "text/plain; charset=utf-8", "shutting down gracefully\n");
+  }
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.setHeader("Allow", "GET, HEAD");
     return send(res, 405, "text/plain; charset=utf-8", "method not allowed\n");
@@ -76,9 +104,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: AdminServ
     }
     case "/status":
       return send(res, 200, "application/json", `${JSON.stringify(opts.status(), null, 2)}\n`);
+    case lifecycle?.startupPath:
+      return answerStartup(req, res, lifecycle!, opts, deps);
     default:
       return send(res, 404, "text/plain; charset=utf-8", "not found: try /metrics, /ready, /live or /status\n");
   }
+}
+
+/** Holds a post-start hook until the sidecar is ready: 200 when it is, 503 when it will not be. */
+async function answerStartup(req: IncomingMessage, res: ServerResponse, lifecycle: AdminLifecycle, opts: AdminServerOptions, deps: AdminServerDeps): Promise<void> {
+  const gone = new AbortController();
+  res.once("close", () => gone.abort());
+  const outcome = await lifecycle.untilStarted(gone.signal);
+  if (outcome === "aborted") return;
+  const r = opts.readiness();
+  const text = describeReadiness(r, deps.now());
+  if (r.t === "ready") return send(res, 200, "text/plain; charset=utf-8", `${text}\n`);
+  // As consul-dataplane: once the startup grace period is over the app is not held any longer.
+  if (outcome === "grace_over") return send(res, 200, "text/plain; charset=utf-8", `not ready after the startup grace period (${text}); not holding the app any longer\n`);
+  return send(res, 503, "text/plain; charset=utf-8", `${text}\n`);
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {

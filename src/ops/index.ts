@@ -5,7 +5,7 @@ export type { ListenerMetrics } from "./listener-metrics.js";
 export { createLogger } from "./logger.js";
 export type { Logger, LoggerOptions } from "./logger.js";
 export { startAdminServer } from "./admin-server.js";
-export type { AdminServer, AdminServerOptions, AdminServerDeps } from "./admin-server.js";
+export type { AdminLifecycle, AdminServer, AdminServerOptions, AdminServerDeps } from "./admin-server.js";
 export { describeReadiness } from "./status.js";
 export type { Readiness, ReadinessWait, SidecarStatus } from "./status.js";
 export { startIdleMemoryRelease, shouldRelease } from "./idle-memory-release.js";

@@ -22,6 +22,16 @@ export interface SidecarOptions {
   /** True when -metrics-addr was given: it then beats the registration's Config.metrics_bind_addr. */
   metricsAddrExplicit: boolean;
   drainTimeoutMs: number;
+  /**
+   * After a shutdown begins, the upstream listeners keep accepting this long so the app can finish its
+   * own shutdown (consul-dataplane's -shutdown-grace-period-seconds); within the drain deadline. 0: none.
+   */
+  shutdownGracePeriodMs?: number | undefined;
+  /** /graceful_startup answers 200 after this long even when not ready (consul-dataplane's); 0 or undefined: no limit. */
+  startupGracePeriodMs?: number | undefined;
+  /** Admin paths of the lifecycle endpoints; defaults "/graceful_shutdown" and "/graceful_startup" (consul-dataplane's). */
+  gracefulShutdownPath?: string | undefined;
+  gracefulStartupPath?: string | undefined;
   allowNonLoopbackApp: boolean;
   logConnections: boolean;
   revokeLive: boolean;

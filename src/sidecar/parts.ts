@@ -7,8 +7,10 @@ import { settlesWithin } from "../net/index.js";
 export interface Part {
   /** For the log line when it has to be cut. */
   readonly name: string;
-  /** Tells peers to stop choosing us (before any part drains). Bounded by the part itself. */
+  /** Tells peers to stop choosing us, before any part drains (within the deadline; not a cut if it overruns). */
   leave?(): Promise<void>;
+  /** Keeps serving as usual until this settles (the shutdown grace period); bounded by the deadline, never a cut. */
+  linger?(): Promise<void>;
   /** Stops taking new work; resolves when live work has ended. */
   drain?(): Promise<void>;
   /** Releases the part once drained (or straight away when it has no drain). Default: destroy(). */
@@ -27,15 +29,16 @@ export class PartStack {
   }
 
   /**
-   * Lets every part leave, then drains them, last started first, each within what is left of
-   * `remainingMs()`: a part whose drain does not settle in time is destroyed and `onCut` told. Then
-   * closes the others, in the same order. Resolves true when nothing was cut.
+   * Lets every part leave, then drains them, last started first (each after its linger), within what
+   * is left of `remainingMs()`: a part whose drain does not settle in time is destroyed and `onCut`
+   * told. Then closes the others, in the same order. Resolves true when nothing was cut.
    */
   async close(remainingMs: () => number, onCut: (part: Part) => void): Promise<boolean> {
     const parts = this.#end();
-    for (const p of parts) await p.leave?.();
+    for (const p of parts) if (p.leave !== undefined) await settlesWithin(p.leave(), remainingMs());
     const cut = new Set<Part>();
     for (const p of parts) {
+      if (p.linger !== undefined) await settlesWithin(p.linger(), remainingMs());
       if (p.drain === undefined || (await settlesWithin(p.drain(), remainingMs()))) continue;
       onCut(p);
       p.destroy();

@@ -18,10 +18,11 @@ import {
 import { createAuthorizer, type Authorizer } from "../authz/index.js";
 import { createCertStore, parseSpiffeId, type CertStore, type TlsMaterial } from "../certs/index.js";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../listener/index.js";
-import { backoffDelayMs, ConfigError, delay, formatAddress, formatHostPort, selfTestNodeInternals } from "../net/index.js";
+import { backoffDelayMs, ConfigError, delay, formatAddress, formatHostPort, selfTestNodeInternals, settlesWithin } from "../net/index.js";
 import {
   describeReadiness,
   startAdminServer,
+  type AdminLifecycle,
   type AdminServer,
   type Metrics,
   type Readiness,
@@ -33,6 +34,7 @@ import { startChecklist, type Checklist } from "./checklist.js";
 import { keepPrevious, planConfigChange, sameAddress, type ConfigAction } from "./config-change.js";
 import type { ProxySource, SidecarDeps, SidecarOptions } from "./options.js";
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
+import { enterDrainingMaintenance, leaveOwnMaintenance } from "./maintenance.js";
 import { PartStack } from "./parts.js";
 import { startRegistration, type Registration } from "./registration.js";
 
@@ -67,7 +69,12 @@ export interface Sidecar {
   close(drainTimeoutMs: number): Promise<0 | 1>;
   /** Ends everything now. */
   destroy(): void;
+  /** Settles when a graceful shutdown is asked for over HTTP (the admin server's shutdown path); the CLI then closes. */
+  readonly shutdownRequested: Promise<void>;
 }
+
+export const DEFAULT_GRACEFUL_SHUTDOWN_PATH = "/graceful_shutdown"; // consul-dataplane's
+export const DEFAULT_GRACEFUL_STARTUP_PATH = "/graceful_startup";
 
 type Phase = { t: "running" } | { t: "failed"; error: string } | { t: "draining"; deadlineMs: number };
 
@@ -99,6 +106,10 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   const started: Started = { proxyId: opts.source.t === "proxy-id" ? opts.source.proxyId : undefined };
   let phase: Phase = { t: "running" };
   let agentDownSinceMs: number | undefined;
+  const shutdownRequest = Promise.withResolvers<void>();
+  // Aborted by destroy(): ends the shutdown grace period's wait early.
+  const hardStop = new AbortController();
+  let shutdownStartedMs: number | undefined;
 
   // ---- phase 1: the agent client and the admin server ----
   const agent: AgentClient = createAgentClient(opts.agent, {
@@ -127,10 +138,26 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     return { t: "ready" };
   };
   const status = (): SidecarStatus => describeStatus(readiness(), started, { opts, agent, admin, now });
+  const lifecycle: AdminLifecycle = {
+    shutdownPath: opts.gracefulShutdownPath ?? DEFAULT_GRACEFUL_SHUTDOWN_PATH,
+    startupPath: opts.gracefulStartupPath ?? DEFAULT_GRACEFUL_STARTUP_PATH,
+    requestShutdown: () => shutdownRequest.resolve(),
+    async untilStarted(signal) {
+      const graceMs = opts.startupGracePeriodMs ?? 0;
+      const settled = Promise.race([startSettled.promise, closingStarted.promise]);
+      if (graceMs <= 0) return (await settlesWithin(settled, 2 ** 31 - 1, signal)) ? "settled" : "aborted";
+      if (await settlesWithin(settled, Math.max(0, bootMs + graceMs - now()), signal)) return "settled";
+      return signal.aborted ? "aborted" : "grace_over";
+    },
+  };
+  const adminOptions = (bind: { host: string; port: number }) => ({ bind, registry: metrics.registry, readiness, status, lifecycle });
+  const bootMs = now();
+  const startSettled = Promise.withResolvers<void>(); // the start succeeded or failed
+  const closingStarted = Promise.withResolvers<void>();
 
   let admin: AdminServer;
   try {
-    admin = await startAdminServer({ bind: opts.metricsAddr, registry: metrics.registry, readiness, status }, { log, now });
+    admin = await startAdminServer(adminOptions(opts.metricsAddr), { log, now });
   } catch (err) {
     parts.destroy();
     throw new ConfigError("metrics-addr", `cannot listen on ${formatHostPort(opts.metricsAddr.host, opts.metricsAddr.port)}: ${(err as Error).message}; pick a free address or port 0`);
@@ -141,7 +168,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   const moveAdmin = async (addr: { host: string; port: number } | undefined): Promise<void> => {
     if (addr === undefined || opts.metricsAddrExplicit || sameAddress(addr, admin.address())) return;
     try {
-      const next = await startAdminServer({ bind: addr, registry: metrics.registry, readiness, status }, { log, now });
+      const next = await startAdminServer(adminOptions(addr), { log, now });
       const old = admin;
       admin = next;
       await old.close();
@@ -208,7 +235,18 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       keepAliveMs: opts.tcpKeepAliveMs ?? 0,
     });
     started.upstreams = upstreams;
-    parts.add({ name: "upstream listeners", drain: () => upstreams.close(), destroy: () => upstreams.destroy() });
+    parts.add({
+      name: "upstream listeners",
+      // The app may still be finishing its own shutdown and need its upstreams: keep accepting for the grace period.
+      async linger() {
+        const graceLeftMs = (shutdownStartedMs ?? now()) + (opts.shutdownGracePeriodMs ?? 0) - now();
+        if (graceLeftMs <= 0) return;
+        log.info({ graceLeftMs }, "upstream listeners keep accepting for the shutdown grace period");
+        await delay(graceLeftMs, hardStop.signal);
+      },
+      drain: () => upstreams.close(),
+      destroy: () => upstreams.destroy(),
+    });
     await upstreams.apply(first.upstreams);
     if (stop.signal.aborted) return;
     // One part for the public listener whichever one runs: a configuration change may replace or stop it.
@@ -226,6 +264,11 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     if (stop.signal.aborted) return;
 
     // ---- phase 5: announcing ----
+    const proxyId = started.proxyId;
+    if (proxyId !== undefined) {
+      void leaveOwnMaintenance(agent, proxyId, log);
+      parts.add({ name: "maintenance mode", leave: () => enterDrainingMaintenance(agent, proxyId, log), destroy: () => undefined });
+    }
     if (opts.source.t === "static" && opts.source.register !== undefined && started.publicListener !== undefined) {
       const registration = await startRegistration(agent, { service: first.service, idSuffix: opts.source.register.idSuffix, listen: started.publicListener.address() }, { log });
       started.registration = registration;
@@ -314,6 +357,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   };
 
   const ready = start();
+  ready.then(() => startSettled.resolve(), () => startSettled.resolve());
   ready.catch((err: unknown) => {
     if (stop.signal.aborted) return;
     phase = { t: "failed", error: err instanceof Error ? err.message : String(err) };
@@ -337,6 +381,8 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
   /** Stops the start and the configuration watch; whatever started is then on `parts`. */
   const stopStarting = async (deadlineMs: number): Promise<void> => {
     phase = { t: "draining", deadlineMs };
+    shutdownStartedMs ??= now();
+    closingStarted.resolve();
     stop.abort();
     await configs.return(undefined).catch(() => undefined);
   };
@@ -365,9 +411,11 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     reloadToken: () => reloadToken(agent, opts.agent.tokenFile, log),
     close,
     destroy() {
+      hardStop.abort();
       void stopStarting(now());
       parts.destroy();
     },
+    shutdownRequested: shutdownRequest.promise,
   };
 }
 

@@ -3,15 +3,10 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { test } from "node:test";
 import { startCli } from "./child.js";
-import { closed, dial, echo, freePort, registerApp, startEchoApp, startMesh, startSidecar } from "./mesh.js";
+import { closed, dial, echo, startSidecar, webToApiMesh } from "./mesh.js";
 
 async function meshWithApiChild(t: import("node:test").TestContext, drainTimeout: string) {
-  const mesh = await startMesh(t);
-  const apiApp = await startEchoApp(t);
-  const webApp = await startEchoApp(t);
-  const upstreamPort = await freePort();
-  await registerApp(mesh, { name: "api", appPort: apiApp.port });
-  await registerApp(mesh, { name: "web", appPort: webApp.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const { mesh, apiApp, webApp, upstreamPort } = await webToApiMesh(t);
   const child = startCli(
     ["proxy", "-sidecar-for", "api", "-http-addr", mesh.agent.address, "-drain-timeout", drainTimeout, "-log-json"],
     { CONSUL_HTTP_TOKEN: mesh.agent.managementToken },

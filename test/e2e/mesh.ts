@@ -113,6 +113,20 @@ export async function registerApp(mesh: Mesh, r: AppRegistration): Promise<numbe
   return sidecarPort;
 }
 
+/**
+ * A dev agent with two echo apps registered with sidecars: api, and web with an upstream to api on
+ * `upstreamPort`. The sidecars are the caller's to start.
+ */
+export async function webToApiMesh(t: TestContext): Promise<{ mesh: Mesh; apiApp: EchoApp; webApp: EchoApp; upstreamPort: number }> {
+  const mesh = await startMesh(t);
+  const apiApp = await startEchoApp(t);
+  const webApp = await startEchoApp(t);
+  const upstreamPort = await freePort();
+  await registerApp(mesh, { name: "api", appPort: apiApp.port });
+  await registerApp(mesh, { name: "web", appPort: webApp.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  return { mesh, apiApp, webApp, upstreamPort };
+}
+
 export async function setIntention(mesh: Mesh, source: string, destination: string, action: "allow" | "deny"): Promise<void> {
   await mesh.mgmt.request({
     method: "PUT",

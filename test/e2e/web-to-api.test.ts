@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { dial, echo, closed, freePort, registerApp, setIntention, startEchoApp, startMesh, startSidecar } from "./mesh.js";
+import { closed, dial, echo, setIntention, startSidecar, webToApiMesh } from "./mesh.js";
 
 test("web → api: bytes cross both sidecars (upstream listener → mTLS → public listener → app) and back", async (t) => {
-  const mesh = await startMesh(t);
-  const api = await startEchoApp(t);
-  const web = await startEchoApp(t);
-  const upstreamPort = await freePort();
-  await registerApp(mesh, { name: "api", appPort: api.port });
-  await registerApp(mesh, { name: "web", appPort: web.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const { mesh, apiApp: api, webApp: web, upstreamPort } = await webToApiMesh(t);
   await setIntention(mesh, "web", "api", "allow");
   const apiSidecar = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
   await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
@@ -28,12 +23,7 @@ test("web → api: bytes cross both sidecars (upstream listener → mTLS → pub
 });
 
 test("a deny intention created while a connection is open closes it, and new connections are refused", async (t) => {
-  const mesh = await startMesh(t);
-  const api = await startEchoApp(t);
-  const web = await startEchoApp(t);
-  const upstreamPort = await freePort();
-  await registerApp(mesh, { name: "api", appPort: api.port });
-  await registerApp(mesh, { name: "web", appPort: web.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const { mesh, apiApp: api, webApp: web, upstreamPort } = await webToApiMesh(t);
   await setIntention(mesh, "web", "api", "allow");
   await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
   await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { UpstreamStatus } from "../../src/upstream/index.js";
-import { closed, dial, echo, freePort, registerApp, setIntention, startEchoApp, startMesh, startSidecar } from "../e2e/mesh.js";
+import { closed, dial, echo, setIntention, startSidecar, webToApiMesh } from "../e2e/mesh.js";
 import { until } from "../support/wait.js";
 
 const CONNECTIONS = 3000;
@@ -24,12 +24,7 @@ async function seriesCounts(metrics: { registry: { getMetricsAsJSON(): Promise<A
 }
 
 test("3,000 short connections through upstream and public listeners return every tracked structure to baseline", async (t) => {
-  const mesh = await startMesh(t);
-  const api = await startEchoApp(t);
-  const web = await startEchoApp(t);
-  const upstreamPort = await freePort();
-  await registerApp(mesh, { name: "api", appPort: api.port });
-  await registerApp(mesh, { name: "web", appPort: web.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const { mesh, apiApp: api, webApp: web, upstreamPort } = await webToApiMesh(t);
   await setIntention(mesh, "web", "api", "allow");
   const apiSide = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
   const webSide = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });

@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { listAgentServices } from "../../src/agent/index.js";
-import { closed, dial, echo, freePort, registerApp, startEchoApp, startMesh, startSidecar } from "../e2e/mesh.js";
+import { closed, dial, echo, freePort, registerApp, startEchoApp, startMesh, startSidecar, webToApiMesh } from "../e2e/mesh.js";
 import { until } from "../support/wait.js";
 
 test("a changed registration applies live: the public listener re-binds without dropping connections, new upstreams open", async (t) => {
-  const mesh = await startMesh(t);
-  const apiApp = await startEchoApp(t);
-  const webApp = await startEchoApp(t);
-  const upstreamPort = await freePort();
-  await registerApp(mesh, { name: "api", appPort: apiApp.port });
-  await registerApp(mesh, { name: "web", appPort: webApp.port, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
+  const { mesh, apiApp, webApp, upstreamPort } = await webToApiMesh(t);
   const api = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" });
   const web = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
 

@@ -240,7 +240,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       // The app may still be finishing its own shutdown and need its upstreams: keep accepting for the grace period.
       async linger() {
         const graceLeftMs = (shutdownStartedMs ?? now()) + (opts.shutdownGracePeriodMs ?? 0) - now();
-        if (graceLeftMs <= 0) return;
+        if (graceLeftMs <= 0 || upstreams.status().length === 0) return; // nothing the app could still need
         log.info({ graceLeftMs }, "upstream listeners keep accepting for the shutdown grace period");
         await delay(graceLeftMs, hardStop.signal);
       },

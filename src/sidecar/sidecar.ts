@@ -31,11 +31,12 @@ import {
 } from "../ops/index.js";
 import { createUpstreams, type UpstreamsManager } from "../upstream/index.js";
 import { startChecklist, type Checklist } from "./checklist.js";
-import { keepPrevious, planConfigChange, sameAddress, type ConfigAction } from "./config-change.js";
+import { applyRegistration, type LiveParts } from "./apply-config.js";
+import { sameAddress } from "./config-change.js";
 import type { ProxySource, SidecarDeps, SidecarOptions } from "./options.js";
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
 import { enterDrainingMaintenance, leaveOwnMaintenance } from "./maintenance.js";
-import { PartStack } from "./parts.js";
+import { PartStack, type Part } from "./parts.js";
 import { startRegistration, type Registration } from "./registration.js";
 
 /** The agent counts as unreachable for /ready after failing this long without any answer. */
@@ -48,6 +49,7 @@ const BLOCKING_ENDPOINTS = new Set([
   "/v1/health/connect/:service",
   "/v1/connect/intentions/match",
 ]);
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit, ~24.8 days: "no limit"
 // -sidecar-for while the agent is unreachable (a sidecar often starts before its agent).
 const FIND_SIDECAR_RETRY = { initialMs: 250, maxMs: 5_000 };
 
@@ -138,22 +140,15 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     return { t: "ready" };
   };
   const status = (): SidecarStatus => describeStatus(readiness(), started, { opts, agent, admin, now });
-  const lifecycle: AdminLifecycle = {
-    shutdownPath: opts.gracefulShutdownPath ?? DEFAULT_GRACEFUL_SHUTDOWN_PATH,
-    startupPath: opts.gracefulStartupPath ?? DEFAULT_GRACEFUL_STARTUP_PATH,
-    requestShutdown: () => shutdownRequest.resolve(),
-    async untilStarted(signal) {
-      const graceMs = opts.startupGracePeriodMs ?? 0;
-      const settled = Promise.race([startSettled.promise, closingStarted.promise]);
-      if (graceMs <= 0) return (await settlesWithin(settled, 2 ** 31 - 1, signal)) ? "settled" : "aborted";
-      if (await settlesWithin(settled, Math.max(0, bootMs + graceMs - now()), signal)) return "settled";
-      return signal.aborted ? "aborted" : "grace_over";
-    },
-  };
-  const adminOptions = (bind: { host: string; port: number }) => ({ bind, registry: metrics.registry, readiness, status, lifecycle });
-  const bootMs = now();
   const startSettled = Promise.withResolvers<void>(); // the start succeeded or failed
   const closingStarted = Promise.withResolvers<void>();
+  const lifecycle = lifecycleEndpoints(opts, {
+    startGraceEndsMs: now() + (opts.startupGracePeriodMs ?? 0),
+    now,
+    settled: Promise.race([startSettled.promise, closingStarted.promise]),
+    requestShutdown: () => shutdownRequest.resolve(),
+  });
+  const adminOptions = (bind: { host: string; port: number }) => ({ bind, registry: metrics.registry, readiness, status, lifecycle });
 
   let admin: AdminServer;
   try {
@@ -235,31 +230,10 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       keepAliveMs: opts.tcpKeepAliveMs ?? 0,
     });
     started.upstreams = upstreams;
-    parts.add({
-      name: "upstream listeners",
-      // The app may still be finishing its own shutdown and need its upstreams: keep accepting for the grace period.
-      async linger() {
-        const graceLeftMs = (shutdownStartedMs ?? now()) + (opts.shutdownGracePeriodMs ?? 0) - now();
-        if (graceLeftMs <= 0 || upstreams.status().length === 0) return; // nothing the app could still need
-        log.info({ graceLeftMs }, "upstream listeners keep accepting for the shutdown grace period");
-        await delay(graceLeftMs, hardStop.signal);
-      },
-      drain: () => upstreams.close(),
-      destroy: () => upstreams.destroy(),
-    });
+    parts.add(upstreamListenersPart(upstreams, { graceLeftMs: () => (shutdownStartedMs ?? now()) + (opts.shutdownGracePeriodMs ?? 0) - now(), signal: hardStop.signal }, log));
     await upstreams.apply(first.upstreams);
     if (stop.signal.aborted) return;
-    // One part for the public listener whichever one runs: a configuration change may replace or stop it.
-    parts.add({
-      name: "public listener",
-      drain() {
-        const pub = started.publicListener;
-        if (pub === undefined) return Promise.resolve();
-        log.info({ active: pub.activeCount() }, "public listener stopped accepting; waiting for live connections");
-        return pub.close();
-      },
-      destroy: () => started.publicListener?.destroy(),
-    });
+    parts.add(publicListenerPart(() => started.publicListener, log));
     if (first.bind !== undefined) started.publicListener = await openPublicListener(first, first.bind, certs, authz);
     if (stop.signal.aborted) return;
 
@@ -280,79 +254,26 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
 
   // ---- then: later registrations apply live, one at a time (spec §9.3 does not; we do) ----
   const followConfig = async (certs: CertStore, authz: Authorizer, upstreams: UpstreamsManager): Promise<void> => {
+    const live: LiveParts = {
+      log,
+      upstreams,
+      moveAdmin,
+      openPublicListener: (s, bind) => openPublicListener(s, bind, certs, authz),
+      get publicListener() {
+        return started.publicListener;
+      },
+      set publicListener(l) {
+        started.publicListener = l;
+      },
+    };
     try {
       for (;;) {
         const r = await configs.next();
         if (r.done || stop.signal.aborted) return;
-        let next = r.value;
-        const prev = started.settings!;
-        for (const action of planConfigChange(prev, next, started.publicListener !== undefined)) {
-          if (!(await apply(action, next))) next = keepPrevious(action, prev, next);
-        }
-        started.settings = next;
+        started.settings = await applyRegistration(started.settings!, r.value, live);
       }
     } catch (err) {
       if (!stop.signal.aborted) log.error({ err }, "following the proxy configuration failed");
-    }
-
-    /** Carries out one action; false when what it changes must keep its old value (logged). */
-    async function apply(action: ConfigAction, next: ProxySettings): Promise<boolean> {
-      switch (action.t) {
-        case "keep_identity":
-          log.error(
-            { was: action.was, now: action.now },
-            "Proxy.DestinationServiceName changed; the identity cannot change live, restart the sidecar to run as the new service",
-          );
-          return false;
-        case "rebind_public":
-        case "open_public":
-        case "stop_public":
-          try {
-            await applyBind(action, next);
-            return true;
-          } catch (err) {
-            log.error({ err, bind: next.bind }, "could not bind the new public listener address; keeping the old one");
-            return false;
-          }
-        case "update_app": {
-          const pub = started.publicListener;
-          if (pub === undefined) return true;
-          try {
-            pub.update(action);
-          } catch (err) {
-            log.error({ err }, "refused the new app settings; keeping the old ones");
-            return false;
-          }
-          log.info({ app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs }, "public listener settings updated for new connections");
-          return true;
-        }
-        case "apply_upstreams":
-          try {
-            await upstreams.apply(action.upstreams);
-            log.info({ upstreams: action.upstreams.map((u) => u.destinationName) }, "upstreams updated");
-          } catch (err) {
-            log.error({ err }, "applying the upstreams failed");
-          }
-          return true; // the listeners that did bind serve; the next registration is applied afresh
-        case "move_admin":
-          await moveAdmin(action.addr); // on failure the admin server stays where it is, and says so
-          return true;
-      }
-    }
-
-    async function applyBind(action: Extract<ConfigAction, { t: "rebind_public" | "open_public" | "stop_public" }>, next: ProxySettings): Promise<void> {
-      const was = started.settings?.bind;
-      if (action.t === "rebind_public") {
-        await started.publicListener!.rebind(action.bind);
-        log.info({ was, now: action.bind }, "public listener re-bound; live connections kept");
-      } else if (action.t === "stop_public") {
-        const old = started.publicListener!;
-        started.publicListener = undefined;
-        log.info("bind port is now 0: the public listener stops accepting");
-        void old.close();
-      } else {
-        started.publicListener = await openPublicListener(next, action.bind, certs, authz);
-      }
     }
   };
 
@@ -416,6 +337,54 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       parts.destroy();
     },
     shutdownRequested: shutdownRequest.promise,
+  };
+}
+
+/** The upstream listeners as a part: they keep accepting for the shutdown grace period, then drain. */
+function upstreamListenersPart(upstreams: UpstreamsManager, grace: { graceLeftMs(): number; signal: AbortSignal }, log: SidecarDeps["log"]): Part {
+  return {
+    name: "upstream listeners",
+    // The app may still be finishing its own shutdown and need its upstreams.
+    async linger() {
+      const graceLeftMs = grace.graceLeftMs();
+      if (graceLeftMs <= 0 || upstreams.status().length === 0) return; // nothing the app could still need
+      log.info({ graceLeftMs }, "upstream listeners keep accepting for the shutdown grace period");
+      await delay(graceLeftMs, grace.signal);
+    },
+    drain: () => upstreams.close(),
+    destroy: () => upstreams.destroy(),
+  };
+}
+
+/** The public listener as one part, whichever listener runs when the drain comes (a registration change may replace or stop it). */
+function publicListenerPart(current: () => PublicListener | undefined, log: SidecarDeps["log"]): Part {
+  return {
+    name: "public listener",
+    drain() {
+      const pub = current();
+      if (pub === undefined) return Promise.resolve();
+      log.info({ active: pub.activeCount() }, "public listener stopped accepting; waiting for live connections");
+      return pub.close();
+    },
+    destroy: () => current()?.destroy(),
+  };
+}
+
+/** The admin server's lifecycle endpoints (consul-dataplane's paths and grace period semantics). */
+function lifecycleEndpoints(
+  opts: SidecarOptions,
+  c: { startGraceEndsMs: number; now: () => number; settled: Promise<void>; requestShutdown: () => void },
+): AdminLifecycle {
+  return {
+    shutdownPath: opts.gracefulShutdownPath ?? DEFAULT_GRACEFUL_SHUTDOWN_PATH,
+    startupPath: opts.gracefulStartupPath ?? DEFAULT_GRACEFUL_STARTUP_PATH,
+    requestShutdown: c.requestShutdown,
+    async untilStarted(signal) {
+      const limited = (opts.startupGracePeriodMs ?? 0) > 0;
+      const budgetMs = limited ? Math.max(0, c.startGraceEndsMs - c.now()) : MAX_TIMER_MS;
+      if (await settlesWithin(c.settled, budgetMs, signal)) return "settled";
+      return signal.aborted ? "aborted" : "grace_over";
+    },
   };
 }
 

@@ -383,6 +383,7 @@ function staticSettings(opts: SidecarOptions): ProxySettings | undefined {
     app: s.app,
     handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
     localConnectTimeoutMs: DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+    protocol: "tcp",
     upstreams: s.upstreams,
     metricsBindAddr: undefined,
   };

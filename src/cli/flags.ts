@@ -51,6 +51,7 @@ const PROXY_FLAGS = {
   "drain-timeout": { type: "string", default: "30s", describe: "how long shutdown waits for live connections" },
   "allow-non-loopback-app": { type: "boolean", default: false, describe: "allow an app address off this host" },
   "log-connections": { type: "boolean", default: true, describe: "one log line per connection" },
+  "access-log": { type: "boolean", default: true, describe: "one log line per HTTP request (listeners whose protocol is http)" },
   "revoke-live": { type: "boolean", default: true, describe: "close live connections when an intention now denies them" },
   "authz-max-stale": { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" },
   "max-conns": { type: "string", describe: "limit of concurrent inbound connections" },

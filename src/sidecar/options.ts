@@ -24,6 +24,8 @@ export interface SidecarOptions {
   drainTimeoutMs: number;
   allowNonLoopbackApp: boolean;
   logConnections: boolean;
+  /** One log line per HTTP request on listeners whose protocol is http; default true. */
+  accessLog?: boolean | undefined;
   revokeLive: boolean;
   authzMaxStaleMs: number;
   maxConns: number | undefined;

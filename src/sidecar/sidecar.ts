@@ -186,6 +186,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       log: log.child({ listener: "public" }),
       metrics,
       logConnections: opts.logConnections,
+      accessLog: opts.accessLog !== false,
     });
 
   const start = async (): Promise<void> => {
@@ -280,7 +281,10 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
             log.error({ err }, "refused the new app settings; keeping the old ones");
             return false;
           }
-          log.info({ app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs }, "public listener settings updated for new connections");
+          log.info(
+            { app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs, protocol: action.protocol },
+            "public listener settings updated for new connections",
+          );
           return true;
         }
         case "apply_upstreams":
@@ -457,6 +461,7 @@ function publicListenerOptions(s: ProxySettings, bind: { host: string; port: num
     app: s.app!, // proxySettingsFromService refuses a bind without an app; static flags come in pairs
     handshakeTimeoutMs: s.handshakeTimeoutMs,
     localConnectTimeoutMs: s.localConnectTimeoutMs,
+    protocol: s.protocol,
     allowNonLoopbackApp: opts.allowNonLoopbackApp,
     idleTimeoutMs: opts.idleTimeoutMs ?? 0,
     keepAliveMs: opts.tcpKeepAliveMs ?? 0,

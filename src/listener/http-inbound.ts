@@ -7,7 +7,6 @@
 // handshake, the identity check and the layer-4 authorization; a layer-4 deny never reaches here.
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { pipeline } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { Authorizer, L7Source } from "../authz/index.js";
 import { permissionVerdict } from "../authz/index.js";
@@ -128,32 +127,28 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
       path: req.url,
       headers: forwardHeaders(req.rawHeaders),
       setHost: false,
-      timeout: c.localConnectTimeoutMs,
     });
-    up.on("socket", (s) => {
-      if (s.connecting) s.once("connect", () => up.setTimeout(0));
-      else up.setTimeout(0);
-    });
-    up.on("timeout", () => up.destroy(new Error("app connect timeout")));
+    // pipe(), not stream.pipeline(): pipeline makes an AbortController per call and aborts it at the
+    // end, a DOMException (with its stack) per request. Errors are handled here, once per side.
     let answered = false;
     up.on("response", (upRes) => {
       answered = true;
       upRes.on("data", (b: Buffer) => (bytesOut += b.length));
+      upRes.on("error", () => res.destroy());
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardHeaders(upRes.rawHeaders));
-      pipeline(upRes, res, (err) => {
-        if (err) res.destroy();
-      });
+      upRes.pipe(res);
       res.on("finish", () => finish(upRes.statusCode ?? 502));
     });
-    pipeline(req, up, (err) => {
-      if (err === undefined || err === null || answered) return;
+    up.on("error", () => {
+      if (answered) return void res.destroy();
       // The app could not be reached or failed before answering.
-      if (!res.headersSent) {
-        res.writeHead(503, { "content-type": "text/plain", "content-length": Buffer.byteLength(UNAVAILABLE_BODY) });
-        res.end(UNAVAILABLE_BODY);
-        res.on("finish", () => finish(503));
-      } else res.destroy();
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(503, { "content-type": "text/plain", "content-length": Buffer.byteLength(UNAVAILABLE_BODY) });
+      res.end(UNAVAILABLE_BODY);
+      res.on("finish", () => finish(503));
     });
+    req.on("error", () => up.destroy());
+    req.pipe(up);
     res.on("close", () => {
       if (!res.writableFinished) {
         up.destroy();

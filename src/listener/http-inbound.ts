@@ -39,6 +39,11 @@ export interface HttpInboundDeps {
 export interface HttpInbound {
   /** Serves `tls` as HTTP/1.1 until it closes; resolves with how it ended. */
   serve(tls: TLSSocket, conn: Omit<HttpConn, "done">): Promise<PipeCloseReason>;
+  /**
+   * The listener drains: idle connections are closed now, busy ones after their response (which says
+   * `Connection: close`), so a drain does not wait for clients' keep-alive connections to time out.
+   */
+  drain(): void;
   /** Closes the keep-alive sockets to the app. Live client connections are the caller's to end. */
   close(): void;
 }
@@ -60,6 +65,9 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
   const conns = new WeakMap<Socket, HttpConn>();
   /** Sockets handed to pipe() after an upgrade or CONNECT: pipe() reports their end. */
   const raw = new WeakSet<Socket>();
+  /** Open HTTP connections and their requests in flight, for drain(). */
+  const open = new Map<Socket, { inflight: number }>();
+  let draining = false;
   const agent = new Agent({ keepAlive: true, scheduling: "lifo" });
   let server: Server | undefined;
 
@@ -107,6 +115,16 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const c = conns.get(req.socket);
     if (c === undefined) return void req.socket.destroy();
+    const sock = req.socket;
+    const state = open.get(sock);
+    if (state !== undefined) {
+      state.inflight++;
+      res.once("close", () => {
+        state.inflight--;
+        if (draining && state.inflight === 0) sock.end();
+      });
+    }
+    if (draining) res.shouldKeepAlive = false;
     const started = performance.now();
     let bytesOut = 0;
     const finish = (status: number): void => record(c, req, status, started, bytesOut);
@@ -197,6 +215,7 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
         const done = (r: PipeCloseReason): void => {
           if (settled) return;
           settled = true;
+          open.delete(tls);
           conn.signal.removeEventListener("abort", onAbort);
           resolve(r);
         };
@@ -219,10 +238,15 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
           });
         }
         conns.set(tls, { ...conn, done });
+        open.set(tls, { inflight: 0 });
         // Half-close is the HTTP server's to handle: a client's FIN ends the connection after the last answer.
         tls.allowHalfOpen = false;
         ensureServer().emit("connection", tls);
       });
+    },
+    drain() {
+      draining = true;
+      for (const [sock, state] of open) if (state.inflight === 0 && !raw.has(sock)) sock.end();
     },
     close() {
       agent.destroy();

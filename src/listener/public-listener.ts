@@ -149,6 +149,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     closing ??= (async () => {
       server.close();
       interruptConnections(ctx, "draining", "admitting");
+      ctx.http.drain(); // HTTP keep-alive connections close when idle instead of holding the drain
       if (ctx.conns.size > 0) {
         ctx.drained = Promise.withResolvers<void>();
         await ctx.drained.promise;

@@ -32,6 +32,7 @@ import { computeRatios, renderMarkdown, writeReport, type BenchResults, type Pat
 import { haproxyStartup, sidecarStartup } from "./harness/startup.js";
 import { ensureTools } from "./harness/tools.js";
 import { rssKiB, ussKiB } from "./harness/usage.js";
+import { startApp } from "./harness/setup.js";
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -143,12 +144,7 @@ async function main(): Promise<number> {
   for (const n of tools.notes) log(n);
   const notes: string[] = [];
 
-  const app = group.spawn({ name: "app", cmd: process.execPath, args: [join(here, "harness", "app.js")], cpus: pinning.app, stdinPipe: true });
-  const appPorts = await app.waitFor((l) => {
-    if (!l.startsWith("{")) return undefined;
-    const v = JSON.parse(l) as { http?: number; bulk?: number };
-    return typeof v.http === "number" && typeof v.bulk === "number" ? { http: v.http, bulk: v.bulk } : undefined;
-  }, 15_000);
+  const { app, ports: appPorts } = await startApp(group, pinning.app);
 
   const agentBase = await startAgentWithServices(appPorts);
   const readyTimeoutMs = 45_000;

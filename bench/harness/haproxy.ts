@@ -35,21 +35,23 @@ export interface HaproxyOptions {
   clientLeaf: LeafPems;
   serverLeaf: LeafPems;
   readyTimeoutMs: number;
+  /** "http": the HTTP frontends parse (`mode http`, keep-alive both sides), as our HTTP mode does. Default "tcp". */
+  mode?: "tcp" | "http";
 }
 
 const LOOPBACK = "127.0.0.1";
 
-const GLOBAL = (maxconn: number): string => `global
+const GLOBAL = (maxconn: number, mode: "tcp" | "http"): string => `global
   nbthread 1
   maxconn ${maxconn}
   tune.ssl.default-dh-param 2048
 
 defaults
-  mode tcp
+  mode ${mode}
   timeout connect 5s
   timeout client 1h
   timeout server 1h
-`;
+${mode === "http" ? "  option http-keep-alive\n  timeout http-keep-alive 1h\n" : ""}`;
 
 /** Writes the PEMs and both configs, checks them with `haproxy -c`, starts both and waits for traffic. */
 export async function startHaproxyPair(o: HaproxyOptions): Promise<HaproxyPair> {
@@ -64,7 +66,9 @@ export async function startHaproxyPair(o: HaproxyOptions): Promise<HaproxyPair> 
   const ports = { clientHttp: await pickFreePort(), clientBulk: await pickFreePort(), serverHttp: await pickFreePort(), serverBulk: await pickFreePort() };
   const tlsOut = `ssl crt ${clientPem} ca-file ${ca} verify required`;
   const tlsIn = `ssl crt ${serverPem} ca-file ${ca} verify required`;
-  const serverConfig = (http: number, bulk: number): string => `${GLOBAL(8000)}
+  const mode = o.mode ?? "tcp";
+  const suffix = mode === "http" ? "-http" : "";
+  const serverConfig = (http: number, bulk: number): string => `${GLOBAL(8000, mode)}
 frontend http_tls
   bind ${LOOPBACK}:${http} ${tlsIn}
   default_backend app
@@ -73,10 +77,12 @@ backend app
   server app ${LOOPBACK}:${o.app.http}
 
 frontend bulk_tls
+  mode tcp
   bind ${LOOPBACK}:${bulk} ${tlsIn}
   default_backend bulk_app
 
 backend bulk_app
+  mode tcp
   server bulk ${LOOPBACK}:${o.app.bulk}
 `;
   const writeChecked = (name: string, cfg: string): string => {
@@ -86,7 +92,7 @@ backend bulk_app
     if (check.status !== 0) throw new Error(`haproxy rejected ${file}:\n${check.stdout}${check.stderr}`);
     return file;
   };
-  const clientCfg = `${GLOBAL(8000)}
+  const clientCfg = `${GLOBAL(8000, mode)}
 frontend http_in
   bind ${LOOPBACK}:${ports.clientHttp}
   default_backend http_out
@@ -95,18 +101,20 @@ backend http_out
   server server ${LOOPBACK}:${ports.serverHttp} ${tlsOut}
 
 frontend bulk_in
+  mode tcp
   bind ${LOOPBACK}:${ports.clientBulk}
   default_backend bulk_out
 
 backend bulk_out
+  mode tcp
   server bulk ${LOOPBACK}:${ports.serverBulk} ${tlsOut}
 `;
-  const serverFile = writeChecked("haproxy-server.cfg", serverConfig(ports.serverHttp, ports.serverBulk));
-  const clientFile = writeChecked("haproxy-client.cfg", clientCfg);
+  const serverFile = writeChecked(`haproxy-server${suffix}.cfg`, serverConfig(ports.serverHttp, ports.serverBulk));
+  const clientFile = writeChecked(`haproxy-client${suffix}.cfg`, clientCfg);
   const start = (name: string, file: string): ChildHandle =>
     o.group.spawn({ name, cmd: o.haproxyPath, args: ["-db", "-f", file], cpus: o.cpus });
-  const server = start("haproxy-server", serverFile);
-  const client = start("haproxy-client", clientFile);
+  const server = start(`haproxy-server${suffix}`, serverFile);
+  const client = start(`haproxy-client${suffix}`, clientFile);
   const http = { host: LOOPBACK, port: ports.clientHttp };
   const bulk = { host: LOOPBACK, port: ports.clientBulk };
   const context = (): string => `${client.tail()}\n${server.tail()}`;

@@ -155,6 +155,7 @@ export async function startMesh(
         "-http-addr", base.agent.address,
         "-token-file", tokenFile,
         "-log-connections=false",
+        "-access-log=false", // HTTP mode (bench/http-mode.ts); haproxy logs nothing either
         "-metrics-addr", `${LOOPBACK}:${metricsPort}`,
         "-log-json",
         "-log-level", "info",

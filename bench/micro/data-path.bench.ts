@@ -7,8 +7,6 @@
 //        [--bulk-mib 64] [--sidecar-node-options "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--no-haproxy]
 //        [--baseline-cli /tmp/base/dist/src/cli.js]   (a second sidecar mesh from another build, "baseline", interleaved)
 //        [--hold]   (print targets and pids, then wait for stdin to close before measuring: profile by hand)
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessGroup } from "../harness/children.js";
@@ -27,6 +25,7 @@ import {
 import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "../harness/mesh.js";
 import { ensureTools } from "../harness/tools.js";
 import { userSysNs } from "../harness/usage.js";
+import { scratchDir, startApp } from "../harness/setup.js";
 
 type StepId = "ka16" | "ka64" | "conns" | "down" | "up" | "closed";
 const STEPS: Record<StepId, { key: keyof RoundFigures; run: (ctx: MeasureContext, p: LivePath, r: RoundFigures) => Promise<void> }> = {
@@ -79,20 +78,10 @@ async function main(): Promise<void> {
   };
   const pinning = planPinning(allowedCpus(), hasTaskset());
   const group = new ProcessGroup({ tasksetAvailable: pinning.generator !== undefined });
-  const tmp = mkdtempSync(join(tmpdir(), "data-path-bench-"));
-  chmodSync(tmp, 0o700);
-  process.once("exit", () => {
-    group.killAll();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  const tmp = scratchDir(group, "data-path-bench-");
   pinSelf(pinning.generator);
   const tools = ensureTools({ install: false, installBudgetMs: 0 });
-  const app = group.spawn({ name: "app", cmd: process.execPath, args: [join(here, "harness", "app.js")], cpus: pinning.app, stdinPipe: true });
-  const appPorts = await app.waitFor((l) => {
-    if (!l.startsWith("{")) return undefined;
-    const v = JSON.parse(l) as { http?: number; bulk?: number };
-    return typeof v.http === "number" && typeof v.bulk === "number" ? { http: v.http, bulk: v.bulk } : undefined;
-  }, 15_000);
+  const { app, ports: appPorts } = await startApp(group, pinning.app);
   const base = await startAgentWithServices(appPorts);
   const saved = process.env.NODE_OPTIONS;
   if (sidecarNodeOptions !== "") process.env.NODE_OPTIONS = sidecarNodeOptions; // startMesh copies process.env

@@ -52,6 +52,7 @@ export {
   readProxyRegistration,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+  protocolOf,
 } from "./proxy-settings.js";
-export type { AppAddress, ProxyIdentity, ProxySettings } from "./proxy-settings.js";
+export type { AppAddress, ListenerProtocol, ProxyIdentity, ProxySettings } from "./proxy-settings.js";
 export type * from "./types.js";

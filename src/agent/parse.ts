@@ -12,6 +12,8 @@ import type {
   CaRoots,
   HealthEntry,
   Intention,
+  IntentionPermission,
+  HttpHeaderMatch,
   LeafCert,
   PolicyInfo,
   ProxyConfig,
@@ -193,10 +195,44 @@ function parseIntention(v: unknown, f: string): Intention {
     destinationNs: optString(o.DestinationNS, `${f}.DestinationNS`),
     destinationName: asString(o.DestinationName, `${f}.DestinationName`),
     action,
-    permissionCount: optArray(o.Permissions, `${f}.Permissions`).length,
+    permissions: optArray(o.Permissions, `${f}.Permissions`).map((p, i) => parsePermission(p, `${f}.Permissions[${i}]`)),
     precedence: optUint(o.Precedence, `${f}.Precedence`),
     modifyIndex: optUint(o.ModifyIndex, `${f}.ModifyIndex`),
   };
+}
+
+function parsePermission(v: unknown, f: string): IntentionPermission {
+  const o = asObject(v, f);
+  const action = asString(o.Action, `${f}.Action`).toLowerCase();
+  if (action !== "allow" && action !== "deny") throw bad(`${f}.Action`, "must be allow or deny");
+  if (o.HTTP === undefined || o.HTTP === null) return { action, http: undefined };
+  const h = asObject(o.HTTP, `${f}.HTTP`);
+  const opt = (k: string): string | undefined => {
+    const s = optString(h[k], `${f}.HTTP.${k}`);
+    return s === "" ? undefined : s;
+  };
+  return {
+    action,
+    http: {
+      pathExact: opt("PathExact"),
+      pathPrefix: opt("PathPrefix"),
+      pathRegex: opt("PathRegex"),
+      methods: optArray(h.Methods, `${f}.HTTP.Methods`).map((m, i) => asString(m, `${f}.HTTP.Methods[${i}]`).toUpperCase()),
+      headers: optArray(h.Header, `${f}.HTTP.Header`).map((x, i) => parseHeaderMatch(x, `${f}.HTTP.Header[${i}]`)),
+    },
+  };
+}
+
+function parseHeaderMatch(v: unknown, f: string): HttpHeaderMatch {
+  const o = asObject(v, f);
+  const name = asString(o.Name, `${f}.Name`).toLowerCase();
+  const invert = optBool(o.Invert, `${f}.Invert`);
+  for (const [key, t] of [["Exact", "exact"], ["Prefix", "prefix"], ["Suffix", "suffix"], ["Regex", "regex"]] as const) {
+    const value = optString(o[key], `${f}.${key}`);
+    if (value !== "") return { name, match: { t, value }, invert };
+  }
+  // Consul: Present, or no value at all, tests presence.
+  return { name, match: { t: "present" }, invert };
 }
 
 /** `POST /v1/agent/connect/authorize` (spec §4). Throws AgentError("bad_body"). */

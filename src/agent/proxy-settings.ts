@@ -13,6 +13,21 @@ export const DEFAULT_LOCAL_CONNECT_TIMEOUT_MS = 1_000; // spec §6.1
 export type AppAddress = { host: string; port: number } | { socketPath: string };
 
 /**
+ * The protocol Consul resolved for a listener (Proxy.Config.protocol, or an upstream's
+ * Config.protocol: spec §12.2). Only "http" is parsed; "http2" and "grpc" are proxied at layer 4.
+ */
+export type ListenerProtocol = "tcp" | "http" | "http2" | "grpc";
+
+/** Reads a `protocol` Config key as Consul does (case-insensitive, empty is tcp). Throws ConfigError. */
+export function protocolOf(cfg: Record<string, unknown>, field: string): ListenerProtocol {
+  const v = cfg.protocol;
+  if (v === undefined || v === null || v === "") return "tcp";
+  const p = typeof v === "string" ? v.toLowerCase() : "";
+  if (p === "tcp" || p === "http" || p === "http2" || p === "grpc") return p;
+  throw new ConfigError(field, `${JSON.stringify(v)} is not a protocol Consul knows; set tcp, http, http2 or grpc`);
+}
+
+/**
  * Who the proxy is, the three ways `proxy` and `doctor` are told (spec §9.1 precedence: proxy-id >
  * sidecar-for > service): a registration by ID, the sidecar of a service ID, or static flags.
  * `Static` adds what one command alone reads in static mode.
@@ -41,6 +56,8 @@ export interface ProxySettings {
   app: AppAddress | undefined;
   handshakeTimeoutMs: number;
   localConnectTimeoutMs: number;
+  /** Config.protocol: how the public listener treats its connections. */
+  protocol: ListenerProtocol;
   upstreams: Upstream[];
   /** Config.metrics_bind_addr, if set. */
   metricsBindAddr: { host: string; port: number } | undefined;
@@ -98,6 +115,7 @@ export function readProxyRegistration(svc: AgentService): { settings: ProxySetti
     app,
     handshakeTimeoutMs: optionalNumber(cfg, "handshake_timeout_ms", { min: 1 }) ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     localConnectTimeoutMs: optionalNumber(cfg, "local_connect_timeout_ms", { min: 1 }) ?? DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+    protocol: protocolOf(cfg, "Proxy.Config.protocol"),
     upstreams: proxy.upstreams,
     metricsBindAddr: metricsText === undefined ? undefined : parseHostPort(metricsText, "Proxy.Config.metrics_bind_addr"),
   };

@@ -109,10 +109,43 @@ export interface Intention {
   destinationNs: string;
   destinationName: string;
   action: "allow" | "deny" | "";
-  /** Number of L7 permissions; an intention with any is treated as deny by authorize. */
-  permissionCount: number;
+  /**
+   * L7 permissions, in evaluation order (spec §12.3). Non-empty makes this an L7 intention: authorize
+   * answers deny for it, and a proxy whose protocol is http enforces it per request.
+   */
+  permissions: IntentionPermission[];
   precedence: number;
   modifyIndex: number;
+}
+
+/** One `Permissions[]` item of an L7 intention (spec §12.3). */
+export interface IntentionPermission {
+  action: "allow" | "deny";
+  /** Undefined: the permission matches every request. */
+  http: HttpPermissionMatch | undefined;
+}
+
+export interface HttpPermissionMatch {
+  /** At most one of the three is set (Consul validates it). */
+  pathExact: string | undefined;
+  pathPrefix: string | undefined;
+  pathRegex: string | undefined;
+  /** Empty: any method. Upper case, as Consul compares them. */
+  methods: string[];
+  headers: HttpHeaderMatch[];
+}
+
+export interface HttpHeaderMatch {
+  /** Lower case: HTTP header names compare case-insensitively. */
+  name: string;
+  /** Exactly one kind; "present" with no value. */
+  match:
+    | { t: "present" }
+    | { t: "exact"; value: string }
+    | { t: "prefix"; value: string }
+    | { t: "suffix"; value: string }
+    | { t: "regex"; value: string };
+  invert: boolean;
 }
 
 /** `POST /v1/agent/connect/authorize` (spec §4). */

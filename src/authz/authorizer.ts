@@ -8,7 +8,8 @@
 // subscribers so that its live connections can be closed. When the agent cannot answer,
 // cached decisions keep serving up to `maxStaleMs` after their last successful check
 // (stale-if-error); anything else is `authz_unavailable`: fail closed, never open.
-import { AgentError, authorize, intentionMatchWatch, watch } from "../agent/index.js";
+import { randomUUID } from "node:crypto";
+import { AgentError, authorize, checkIntention, intentionMatchWatch, watch } from "../agent/index.js";
 import type { AgentClient, Intention, SpiffeUri } from "../agent/index.js";
 import { ConfigError } from "../net/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
@@ -21,6 +22,7 @@ import {
   SLOT_DENIED_STALE,
 } from "./decision-counts.js";
 import type { DecisionSource } from "./decision-counts.js";
+import { intentionFor, type L7Source } from "./l7.js";
 import type { Verdict } from "./verdict.js";
 
 export type { Verdict } from "./verdict.js";
@@ -31,6 +33,18 @@ export interface Authorizer {
   peek(src: SpiffeUri): Verdict | undefined;
   /** The verdict, asking the agent on a miss (one shared request per source). Never rejects. */
   decide(src: SpiffeUri, serial: string): Promise<Verdict>;
+  /**
+   * The intention that decides for `src`, from the watched match list (no I/O): the first of
+   * highest precedence whose source matches. Undefined when none matches, or the list is not known
+   * (the watch has not answered, or has failed longer than maxStaleMs, or the authorizer is closed).
+   */
+  intentionFor(src: L7Source): Intention | undefined;
+  /**
+   * What a request that matches none of an L7 intention's permissions gets: Consul's default policy
+   * (spec §12.3), learned from intentions/check with a source no intention names after each change
+   * of a list holding L7 intentions. "deny" while unknown, or when a `*` intention hides the default.
+   */
+  l7Default(): "allow" | "deny";
   /** Calls `fn` with each source whose cached allow became denied. Returns the unsubscribe function. */
   onRevoke(fn: (src: SpiffeUri) => void): () => void;
   /** Number of cached decisions. */
@@ -132,6 +146,11 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
   /** Policy generation: bumped by every intention change; entries of an older one are not fresh. */
   let gen = 0;
   let health: WatchHealth = "starting";
+  /** The last intention match answer, and when it came (deps.now()); the L7 checks read it. */
+  let intentions: { list: Intention[]; atMs: number } | undefined;
+  /** See l7Default(); `defaultAsk` numbers the questions so that only the latest answer counts. */
+  let l7Default: "allow" | "deny" = "deny";
+  let defaultAsk = 0;
   /** Failure classes already logged (log once, not per connection); "acl" is forgotten on a success. */
   const loggedFailures = new Set<string>();
 
@@ -302,8 +321,10 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
         if (health === "closed") return;
         if (health === "failing") log.info({ target }, "intention watch recovered");
         health = "healthy";
+        intentions = { list, atMs: now() };
         const policy = policyKey(list);
         const changed = policy !== lastPolicy;
+        if (changed) void learnL7Default(list);
         lastPolicy = policy;
         // The first answer is the baseline; decisions made before it arrived are re-checked against it.
         if (first ? entries.size === 0 : !changed) {
@@ -320,6 +341,19 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
         health = "failing";
         log.error({ err, target }, "intention watch ended unexpectedly: cached decisions now expire after maxStaleMs");
       }
+    }
+  }
+
+  async function learnL7Default(list: Intention[]): Promise<void> {
+    const ask = ++defaultAsk;
+    l7Default = "deny";
+    if (!list.some((i) => i.permissions.length > 0) || list.some((i) => i.sourceName === "*")) return;
+    try {
+      // A random name no intention names (there is no `*` one), so the default answers, as the doctor asks it.
+      const allowed = await checkIntention(agent, { source: `sidecar-probe-${randomUUID()}`, destination: target }, stop.signal);
+      if (ask === defaultAsk && health !== "closed") l7Default = allowed ? "allow" : "deny";
+    } catch (err) {
+      if (ask === defaultAsk && !stop.signal.aborted) log.warn({ target, err: (err as Error).message }, "cannot learn the default intention policy: requests no L7 permission matches are denied");
     }
   }
 
@@ -369,6 +403,13 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
   return {
     peek,
     decide,
+    intentionFor(src) {
+      if (intentions === undefined || health === "closed") return undefined;
+      // While the watch fails, the list is trusted as long as a cached decision would be.
+      if (health !== "healthy" && now() - intentions.atMs > maxStaleMs) return undefined;
+      return intentionFor(intentions.list, src);
+    },
+    l7Default: () => l7Default,
     onRevoke(fn) {
       revokeSubscribers.add(fn);
       return () => void revokeSubscribers.delete(fn);
@@ -383,6 +424,7 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
       counts.flush();
       if (entries.size > 0) cacheGauge?.dec(entries.size);
       entries.clear();
+      intentions = undefined;
       revokeSubscribers.clear();
     },
   };

@@ -127,6 +127,7 @@ export function proxyCommandOptions(args: Args, env: NodeJS.ProcessEnv): Sidecar
     gracefulStartupPath: adminPath(String(args.gracefulStartupPath), "graceful-startup-path"),
     allowNonLoopbackApp: Boolean(args.allowNonLoopbackApp),
     logConnections: Boolean(args.logConnections),
+    accessLog: Boolean(args.accessLog),
     revokeLive: Boolean(args.revokeLive),
     authzMaxStaleMs,
     maxConns: maxConnsText === undefined ? undefined : positiveInt(maxConnsText, "max-conns", 1, 1_000_000),

@@ -55,6 +55,7 @@ const PROXY_FLAGS = {
   "graceful-startup-path": { type: "string", default: "/graceful_startup", describe: "admin server path that answers once the sidecar is ready (for a postStart hook)" },
   "allow-non-loopback-app": { type: "boolean", default: false, describe: "allow an app address off this host" },
   "log-connections": { type: "boolean", default: true, describe: "one log line per connection" },
+  "access-log": { type: "boolean", default: true, describe: "one log line per HTTP request (listeners whose protocol is http)" },
   "revoke-live": { type: "boolean", default: true, describe: "close live connections when an intention now denies them" },
   "authz-max-stale": { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" },
   "max-conns": { type: "string", describe: "limit of concurrent inbound connections" },

@@ -1,6 +1,6 @@
 // Checklist step 1: ACLs on with default deny, an anonymous token that cannot act as a service,
 // and intentions that deny by default and name each caller. Pure functions of the evidence.
-import type { AgentSelfInfo, Intention, TokenInfo } from "../agent/index.js";
+import type { AgentSelfInfo, Intention, ListenerProtocol, TokenInfo } from "../agent/index.js";
 import type { Outcome } from "./evidence.js";
 import type { Check } from "./types.js";
 
@@ -124,7 +124,7 @@ export function checkIntentionsDefault(
 }
 
 /** Who may connect to the service, highest precedence first; a wildcard allow is a WARN. */
-export function checkIntentions(intentions: Outcome<Intention[]> | undefined, service: string | undefined): Check {
+export function checkIntentions(intentions: Outcome<Intention[]> | undefined, service: string | undefined, protocol: ListenerProtocol = "tcp"): Check {
   const base = { id: "intentions", step: STEP } as const;
   if (intentions === undefined || service === undefined) return { ...base, verdict: "SKIP", seen: "no service to check" };
   if (intentions.t !== "ok") {
@@ -134,8 +134,10 @@ export function checkIntentions(intentions: Outcome<Intention[]> | undefined, se
   if (list.length === 0) {
     return { ...base, verdict: "PASS", seen: `no intention names ${service}: only the default decides (nobody, under default deny)` };
   }
+  // An L7 intention is enforced per request when the protocol is http; else the sidecar denies its source (spec §12.3).
+  const l7 = protocol === "http" ? "L7, per request" : `L7, denied: protocol is ${protocol}, set http to enforce it`;
   const names = (action: string) =>
-    list.filter((i) => effectiveAction(i) === action).map((i) => (i.permissionCount > 0 ? `${i.sourceName} (L7, denied here)` : i.sourceName));
+    list.filter((i) => effectiveAction(i, protocol) === action).map((i) => (i.permissions.length > 0 ? `${i.sourceName} (${l7})` : i.sourceName));
   const allow = names("allow");
   const deny = names("deny");
   const seen = `who may connect to ${service}: allow ${allow.length ? allow.join(", ") : "none"}; deny ${deny.length ? deny.join(", ") : "none"}`;
@@ -150,13 +152,15 @@ export function checkIntentions(intentions: Outcome<Intention[]> | undefined, se
   return { ...base, verdict: "PASS", seen };
 }
 
-function effectiveAction(i: Intention): "allow" | "deny" {
-  // spec §4: an intention with L7 permissions is a deny for an L4 proxy
-  return i.action === "allow" && i.permissionCount === 0 ? "allow" : "deny";
+function effectiveAction(i: Intention, protocol: ListenerProtocol): "allow" | "deny" {
+  // spec §4: an intention with L7 permissions is a deny for an L4 proxy; in HTTP mode its source
+  // may connect, and each request is decided by the permissions.
+  if (i.permissions.length > 0) return protocol === "http" ? "allow" : "deny";
+  return i.action === "allow" ? "allow" : "deny";
 }
 
 function isWildcardAllow(i: Intention): boolean {
-  return i.sourceName === "*" && effectiveAction(i) === "allow";
+  return i.sourceName === "*" && i.permissions.length === 0 && i.action === "allow";
 }
 
 export function describe(o: Exclude<Outcome<unknown>, { t: "ok" }>): string {

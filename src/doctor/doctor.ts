@@ -126,7 +126,7 @@ export async function runDoctor(opts: DoctorOptions, deps: DoctorDeps): Promise<
       checkAclDefaultPolicy({ tokenSelf, agentSelf, header: rootsRes.header, anonymousLeaf }),
       checkAnonymousWrite(anonymousLeaf, service),
       checkIntentionsDefault(intentionsDefault, intentions, service),
-      checkIntentions(intentions, service),
+      checkIntentions(intentions, service, proxy?.protocol),
       checkTokenManagement(tokenSelf, service, tokenGiven),
       checkTokenScope(tokenSelf, policies, service),
       checkAgentHttpListeners(agentSelf),

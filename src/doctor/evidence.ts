@@ -24,6 +24,7 @@ import {
   type CaRoots,
   type Intention,
   type LeafCert,
+  type ListenerProtocol,
   type PolicyInfo,
   type TokenInfo,
 } from "../agent/index.js";
@@ -47,6 +48,8 @@ export interface ProxyView {
   /** True when the port did not come from the agent's automatic range (static -listen or Config.bind_port). */
   portExplicit: boolean;
   app: AppAddress | undefined;
+  /** The public listener's protocol: "http" enforces L7 intentions per request. */
+  protocol: ListenerProtocol;
 }
 
 /** Thrown by gatherIdentity when the sidecar to check cannot be found (exit 2). */
@@ -92,6 +95,7 @@ export async function gatherIdentity(agent: AgentClient, source: DoctorIdentity)
       proxyId: undefined,
       bind: source.listen,
       portExplicit: source.listen !== undefined,
+      protocol: "tcp",
       app: source.app,
     };
   }
@@ -118,7 +122,7 @@ export async function gatherIdentity(agent: AgentClient, source: DoctorIdentity)
 /** The listener and app of a connect-proxy registration, read by the sidecar's reader. Throws ConfigError. */
 export function proxyViewOf(svc: AgentService): ProxyView {
   const { settings, bindPortExplicit } = readProxyRegistration(svc);
-  return { service: settings.service, proxyId: settings.proxyId, bind: settings.bind, portExplicit: bindPortExplicit, app: settings.app };
+  return { service: settings.service, proxyId: settings.proxyId, bind: settings.bind, portExplicit: bindPortExplicit, app: settings.app, protocol: settings.protocol };
 }
 
 /** `GET /v1/acl/token/self` (spec §11.2): 401 means ACLs are off (spec §11.6). */

@@ -5,10 +5,12 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Authorizer } from "../authz/index.js";
+import type { ListenerProtocol } from "../agent/index.js";
 import type { PeerIdentifier, PeerIdentity, TlsMaterial } from "../certs/index.js";
 import { rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
 import type { ListenerMetrics, Logger } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
+import type { HttpInbound } from "./http-inbound.js";
 
 export const LISTENER = "public";
 
@@ -24,6 +26,8 @@ export interface InboundSettings {
   keepAliveMs: number;
   /** 0: no limit. */
   maxConns: number;
+  /** "http": requests are parsed, checked against L7 intentions and counted; else bytes are piped. */
+  protocol: ListenerProtocol;
 }
 
 /** What every connection of one listener shares; the listener owns it and changes it between connections. */
@@ -33,6 +37,8 @@ export interface InboundContext {
   readonly log: Logger;
   readonly logConnections: boolean;
   readonly metrics: ListenerMetrics;
+  /** The HTTP mode's server and app agent, for connections accepted while the protocol is http. */
+  readonly http: HttpInbound;
   /** The material new handshakes use: a peer must be of its trust domain. */
   material: TlsMaterial;
   settings: InboundSettings;
@@ -64,6 +70,8 @@ export interface InboundConn {
   deadline: NodeJS.Timeout | undefined;
   tls: TLSSocket | undefined;
   app: Socket | undefined;
+  /** Served as HTTP: requests reached (or were refused by) the app one by one. */
+  http: boolean;
   source: SourceUri | undefined;
   bytesIn: number;
   bytesOut: number;
@@ -87,6 +95,7 @@ export function acceptInbound(raw: Socket, ctx: InboundContext): void {
     deadline: undefined,
     tls: undefined,
     app: undefined,
+    http: false,
     source: undefined,
     bytesIn: 0,
     bytesOut: 0,
@@ -114,10 +123,27 @@ async function serveInbound(c: InboundConn, s: InboundSettings, ctx: InboundCont
   if (!peer.ok) return peer.reason;
   c.source = peer.value.uri;
   const verdict = ctx.authz.peek(peer.value.uri) ?? (await decide(c, peer.value, ctx)); // a cached verdict costs no await
-  if (verdict !== "allow") return verdict;
+  // An L7 intention is a layer-4 deny (authorize says so, spec §12.3); in HTTP mode it admits the
+  // connection and decides per request.
+  if (verdict !== "allow" && !(verdict === "denied" && s.protocol === "http" && hasL7Intention(peer.value, ctx))) return verdict;
   clearTimeout(c.deadline);
   trackSource(c, ctx);
   c.stage = "app";
+  if (s.protocol === "http") {
+    c.http = true;
+    const id = peer.value.id;
+    const reason = await ctx.http.serve(hs.value, {
+      source: { uri: peer.value.uri, namespace: id.namespace, service: id.service },
+      app: s.app,
+      localConnectTimeoutMs: s.localConnectTimeoutMs,
+      idleTimeoutMs: s.idleTimeoutMs,
+      keepAliveMs: s.keepAliveMs,
+      signal: c.stop.signal,
+    });
+    c.bytesIn = hs.value.bytesRead;
+    c.bytesOut = hs.value.bytesWritten;
+    return reason;
+  }
   const app = await dialApp({ app: s.app, timeoutMs: s.localConnectTimeoutMs, signal: c.stop.signal, abortReason: (sig) => sig.reason as StopReason });
   if (!app.ok) return app.reason;
   c.app = app.value;
@@ -126,6 +152,11 @@ async function serveInbound(c: InboundConn, s: InboundSettings, ctx: InboundCont
   c.bytesIn = r.bytesFromClient;
   c.bytesOut = r.bytesFromServer;
   return r.reason;
+}
+
+function hasL7Intention(peer: PeerIdentity, ctx: InboundContext): boolean {
+  const i = ctx.authz.intentionFor({ namespace: peer.id.namespace, service: peer.id.service });
+  return i !== undefined && i.permissions.length > 0;
 }
 
 /** The TLS handshake's outcome, or the interruption (deadline, drain, shutdown) that came first. */
@@ -189,7 +220,7 @@ function finishInbound(c: InboundConn, reason: InboundCloseReason, ctx: InboundC
     c.raw.destroy();
   }
   ctx.conns.delete(c);
-  ctx.metrics.closed(reason, { reachedDestination: c.app !== undefined, bytesIn: c.bytesIn, bytesOut: c.bytesOut });
+  ctx.metrics.closed(reason, { reachedDestination: c.app !== undefined || c.http, bytesIn: c.bytesIn, bytesOut: c.bytesOut });
   if (ctx.logConnections) {
     ctx.log.info(
       {

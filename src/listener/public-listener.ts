@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import type { Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
+import type { ListenerProtocol } from "../agent/index.js";
 import type { Authorizer } from "../authz/index.js";
 import { createPeerIdentifier, type CertStore } from "../certs/index.js";
 import { ConfigError, formatAddress, isLoopbackHost } from "../net/index.js";
@@ -18,6 +19,8 @@ import {
   settleHandshake,
   type InboundContext,
 } from "./inbound-connection.js";
+import { createHttpInbound } from "./http-inbound.js";
+import { bindHttpMetrics } from "./http-metrics.js";
 import { serverTlsOptions } from "./tls-options.js";
 
 export interface PublicListenerOptions {
@@ -31,12 +34,14 @@ export interface PublicListenerOptions {
   idleTimeoutMs?: number;
   keepAliveMs?: number;
   maxConns?: number;
+  /** Default "tcp". */
+  protocol?: ListenerProtocol;
 }
 
 export interface PublicListener {
   address(): { host: string; port: number };
   /** New connections use the new app address and timeouts; live ones are untouched. Throws ConfigError. */
-  update(next: { app?: AppAddress; handshakeTimeoutMs?: number; localConnectTimeoutMs?: number }): void;
+  update(next: { app?: AppAddress; handshakeTimeoutMs?: number; localConnectTimeoutMs?: number; protocol?: ListenerProtocol }): void;
   /** Binds the new address first, then stops the old one accepting; live connections are untouched. */
   rebind(bind: { host: string; port: number }): Promise<void>;
   activeCount(): number;
@@ -53,6 +58,8 @@ export interface PublicListenerDeps {
   metrics: Metrics;
   /** One info line per connection; default true. */
   logConnections?: boolean;
+  /** One info line per HTTP request (protocol http); default true. */
+  accessLog?: boolean;
 }
 
 /**
@@ -70,6 +77,13 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
     log,
     logConnections: deps.logConnections !== false,
     metrics: bindListenerMetrics(deps.metrics, LISTENER),
+    http: createHttpInbound({
+      authz,
+      log,
+      metrics: bindHttpMetrics(deps.metrics, LISTENER),
+      accessLog: () => deps.accessLog !== false,
+      listener: LISTENER,
+    }),
     material: await certs.ready(),
     settings: {
       app: opts.app,
@@ -78,6 +92,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       idleTimeoutMs: opts.idleTimeoutMs ?? 0,
       keepAliveMs: opts.keepAliveMs ?? 0,
       maxConns: opts.maxConns ?? 0,
+      protocol: opts.protocol ?? "tcp",
     },
     conns: new Set(),
     handshaking: new Map(),
@@ -124,18 +139,24 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
   });
   const unsubscribeRevoke = authz.onRevoke((src) => revokeSource(src, ctx));
 
-  log.info({ listener: LISTENER, address: formatAddress(boundAddress(server, opts.bind)), app: formatAddress(ctx.settings.app) }, "public listener started");
+  log.info(
+    { listener: LISTENER, address: formatAddress(boundAddress(server, opts.bind)), app: formatAddress(ctx.settings.app), protocol: ctx.settings.protocol },
+    "public listener started",
+  );
+  if (ctx.settings.protocol !== "tcp") logProtocol(ctx.settings.protocol, log);
 
   function close(): Promise<void> {
     closing ??= (async () => {
       server.close();
       interruptConnections(ctx, "draining", "admitting");
+      ctx.http.drain(); // HTTP keep-alive connections close when idle instead of holding the drain
       if (ctx.conns.size > 0) {
         ctx.drained = Promise.withResolvers<void>();
         await ctx.drained.promise;
       }
       unsubscribeCerts();
       unsubscribeRevoke();
+      ctx.http.close();
     })();
     return closing;
   }
@@ -150,7 +171,9 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
         app: next.app ?? s.app,
         handshakeTimeoutMs: next.handshakeTimeoutMs ?? s.handshakeTimeoutMs,
         localConnectTimeoutMs: next.localConnectTimeoutMs ?? s.localConnectTimeoutMs,
+        protocol: next.protocol ?? s.protocol,
       };
+      if (next.protocol !== undefined && next.protocol !== s.protocol) logProtocol(next.protocol, log);
     },
     async rebind(bind) {
       if (closing !== undefined) return;
@@ -168,6 +191,13 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       void close();
     },
   };
+}
+
+/** Says how new connections will be handled under `protocol`. */
+function logProtocol(protocol: ListenerProtocol, log: Logger): void {
+  if (protocol === "http") log.info({ listener: LISTENER, protocol }, "new connections are served as HTTP/1.1: per-request L7 intentions, metrics and access log");
+  else if (protocol === "tcp") log.info({ listener: LISTENER, protocol }, "new connections are proxied at layer 4");
+  else log.warn({ listener: LISTENER, protocol }, `protocol ${protocol} is proxied at layer 4 (bytes only); L7 intentions are not enforced and refuse their sources`);
 }
 
 /** Throws ConfigError for a TCP app address off loopback unless allowed; then it only warns. */

@@ -201,6 +201,25 @@ export function createMetrics(registry?: Registry, opts: { processMetrics?: bool
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers: reg,
     }),
+    httpRequests: new Counter({
+      name: `${P}http_requests_total`,
+      help: "HTTP requests answered on listeners whose protocol is http, by listener, method class (GET, POST, …, other) and status class (2xx, …; 0xx: no response).",
+      labelNames: ["listener", "method_class", "code_class"] as const,
+      registers: reg,
+    }),
+    httpRequestDuration: new Histogram({
+      name: `${P}http_request_duration_seconds`,
+      help: "HTTP request duration, from the request head to the response's end, per listener.",
+      labelNames: ["listener"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: reg,
+    }),
+    httpRequestsDenied: new Counter({
+      name: `${P}http_requests_denied_total`,
+      help: "HTTP requests refused with 403 by an L7 intention, per listener.",
+      labelNames: ["listener"] as const,
+      registers: reg,
+    }),
     watchErrors: new Counter({
       name: `${P}watch_errors_total`,
       help: "Errors of blocking watches on the agent, by watch name.",

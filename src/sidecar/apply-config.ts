@@ -56,7 +56,10 @@ async function applyAction(action: ConfigAction, prev: ProxySettings, next: Prox
         log.error({ err }, "refused the new app settings; keeping the old ones");
         return false;
       }
-      log.info({ app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs }, "public listener settings updated for new connections");
+      log.info(
+        { app: formatAddress(action.app), handshakeTimeoutMs: action.handshakeTimeoutMs, localConnectTimeoutMs: action.localConnectTimeoutMs, protocol: action.protocol },
+        "public listener settings updated for new connections",
+      );
       return true;
     }
     case "apply_upstreams":

@@ -1,7 +1,7 @@
 // A new proxy registration, as the actions that take the running sidecar from one ProxySettings to
 // the next. Pure: the sidecar carries the actions out, one at a time, and keeps the old value of
 // whatever an action could not apply.
-import type { AppAddress, ProxySettings, Upstream } from "../agent/index.js";
+import type { AppAddress, ListenerProtocol, ProxySettings, Upstream } from "../agent/index.js";
 import { formatAddress } from "../net/index.js";
 
 type HostPort = { host: string; port: number };
@@ -15,7 +15,7 @@ export type ConfigAction =
   | { t: "stop_public" }
   | { t: "open_public"; bind: HostPort }
   /** New connections use these; live ones are untouched. */
-  | { t: "update_app"; app: AppAddress; handshakeTimeoutMs: number; localConnectTimeoutMs: number }
+  | { t: "update_app"; app: AppAddress; handshakeTimeoutMs: number; localConnectTimeoutMs: number; protocol: ListenerProtocol }
   | { t: "apply_upstreams"; upstreams: Upstream[] }
   /** Config.metrics_bind_addr moved (ignored when -metrics-addr was given). */
   | { t: "move_admin"; addr: HostPort | undefined };
@@ -34,7 +34,13 @@ export function planConfigChange(prev: ProxySettings, next: ProxySettings, hasPu
     else if (next.bind !== undefined && next.app !== undefined) actions.push({ t: "open_public", bind: next.bind });
   }
   if (next.app !== undefined && appSettingsChanged(prev, next)) {
-    actions.push({ t: "update_app", app: next.app, handshakeTimeoutMs: next.handshakeTimeoutMs, localConnectTimeoutMs: next.localConnectTimeoutMs });
+    actions.push({
+      t: "update_app",
+      app: next.app,
+      handshakeTimeoutMs: next.handshakeTimeoutMs,
+      localConnectTimeoutMs: next.localConnectTimeoutMs,
+      protocol: next.protocol,
+    });
   }
   if (JSON.stringify(prev.upstreams) !== JSON.stringify(next.upstreams)) actions.push({ t: "apply_upstreams", upstreams: next.upstreams });
   if (!sameAddress(prev.metricsBindAddr, next.metricsBindAddr)) actions.push({ t: "move_admin", addr: next.metricsBindAddr });
@@ -46,7 +52,8 @@ function appSettingsChanged(a: ProxySettings, b: ProxySettings): boolean {
   return (
     (a.app === undefined ? "" : formatAddress(a.app)) !== (b.app === undefined ? "" : formatAddress(b.app)) ||
     a.handshakeTimeoutMs !== b.handshakeTimeoutMs ||
-    a.localConnectTimeoutMs !== b.localConnectTimeoutMs
+    a.localConnectTimeoutMs !== b.localConnectTimeoutMs ||
+    a.protocol !== b.protocol
   );
 }
 
@@ -64,7 +71,13 @@ export function keepPrevious(action: ConfigAction, prev: ProxySettings, next: Pr
     case "open_public":
       return { ...next, bind: prev.bind };
     case "update_app":
-      return { ...next, app: prev.app, handshakeTimeoutMs: prev.handshakeTimeoutMs, localConnectTimeoutMs: prev.localConnectTimeoutMs };
+      return {
+        ...next,
+        app: prev.app,
+        handshakeTimeoutMs: prev.handshakeTimeoutMs,
+        localConnectTimeoutMs: prev.localConnectTimeoutMs,
+        protocol: prev.protocol,
+      };
     case "apply_upstreams":
     case "move_admin":
       return next; // nothing to put back: each reports its own failure and keeps what runs

@@ -34,6 +34,8 @@ export interface SidecarOptions {
   gracefulStartupPath?: string | undefined;
   allowNonLoopbackApp: boolean;
   logConnections: boolean;
+  /** One log line per HTTP request on listeners whose protocol is http; default true. */
+  accessLog?: boolean | undefined;
   revokeLive: boolean;
   authzMaxStaleMs: number;
   maxConns: number | undefined;

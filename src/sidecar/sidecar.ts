@@ -208,6 +208,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       log: log.child({ listener: "public" }),
       metrics,
       logConnections: opts.logConnections,
+      accessLog: opts.accessLog !== false,
     });
 
   const start = async (): Promise<void> => {
@@ -400,6 +401,7 @@ function staticSettings(opts: SidecarOptions): ProxySettings | undefined {
     app: s.app,
     handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
     localConnectTimeoutMs: DEFAULT_LOCAL_CONNECT_TIMEOUT_MS,
+    protocol: "tcp",
     upstreams: s.upstreams,
     metricsBindAddr: undefined,
   };
@@ -473,6 +475,7 @@ function publicListenerOptions(s: ProxySettings, bind: { host: string; port: num
     app: s.app!, // proxySettingsFromService refuses a bind without an app; static flags come in pairs
     handshakeTimeoutMs: s.handshakeTimeoutMs,
     localConnectTimeoutMs: s.localConnectTimeoutMs,
+    protocol: s.protocol,
     allowNonLoopbackApp: opts.allowNonLoopbackApp,
     idleTimeoutMs: opts.idleTimeoutMs ?? 0,
     keepAliveMs: opts.tcpKeepAliveMs ?? 0,

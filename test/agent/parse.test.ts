@@ -289,12 +289,12 @@ test("intention match: the list under the exact name, L7 permissions counted", (
     destinationNs: "default",
     destinationName: "db",
     action: "allow",
-    permissionCount: 0,
+    permissions: [],
     precedence: 9,
     modifyIndex: 11,
   });
   assert.equal(list[1]?.action, "");
-  assert.equal(list[1]?.permissionCount, 1);
+  assert.deepEqual(list[1]?.permissions, [{ action: "allow", http: { pathExact: undefined, pathPrefix: "/", pathRegex: undefined, methods: [], headers: [] } }]);
   assert.deepEqual(parseIntentionMatch({}, "db"), [], "a missing key is an empty list");
   assert.throws(() => parseIntentionMatch({ db: [{ SourceName: "web", DestinationName: "db", Action: "maybe" }] }, "db"), badField('match["db"][0].Action'));
 });

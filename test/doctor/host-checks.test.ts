@@ -12,6 +12,7 @@ const view = (over: Partial<ProxyView>): ProxyView => ({
   bind: { host: "0.0.0.0", port: 21000 },
   portExplicit: false,
   app: { host: "127.0.0.1", port: 8080 },
+  protocol: "tcp",
   ...over,
 });
 const notRead = { t: "denied" as const, message: "403" };

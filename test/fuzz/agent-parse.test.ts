@@ -220,7 +220,7 @@ test("fuzz: valid roots, leaves, services, health, intentions and authorize answ
     fc.property(fc.array(intention, { maxLength: 4 }), (list) => {
       const out = parseIntentionMatch({ api: list }, "api");
       assert.deepEqual(out.map((i) => i.action), list.map((i) => (i.Action ?? "").toLowerCase()));
-      assert.deepEqual(out.map((i) => i.permissionCount), list.map((i) => i.Permissions?.length ?? 0));
+      assert.deepEqual(out.map((i) => i.permissions.length), list.map((i) => i.Permissions?.length ?? 0));
     }),
     { numRuns: RUNS },
   );

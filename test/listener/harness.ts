@@ -59,6 +59,8 @@ export function fakeAuthz(initial: Record<string, Verdict> = {}, opts: { cached?
       if (self.hold) await self.hold;
       return self.verdicts.get(src) ?? "denied";
     },
+    intentionFor: () => undefined,
+    l7Default: () => "deny",
     onRevoke(fn) {
       subs.add(fn);
       return () => void subs.delete(fn);

@@ -11,6 +11,7 @@ const base: ProxySettings = {
   app: { host: "127.0.0.1", port: 8080 },
   handshakeTimeoutMs: 10_000,
   localConnectTimeoutMs: 1_000,
+  protocol: "tcp",
   upstreams: [],
   metricsBindAddr: undefined,
 };

@@ -40,6 +40,7 @@ export const UPSTREAM_REJECT_REASONS = [
   "discovery_unavailable", // the first discovery result did not arrive within connect_timeout_ms
   "client_gone", // the client went away while we were connecting
   "shutdown", // the listener was destroyed while we were connecting
+  "max_conns", // the listener already had its limit of live connections (-max-conns, per listener)
   ...DIAL_FAILURES, // the last dial failure, when every candidate failed or the budget ran out
 ] as const;
 

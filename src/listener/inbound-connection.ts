@@ -159,9 +159,17 @@ export function settleHandshake(sock: TLSSocket, outcome: HandshakeOutcome, ctx:
   c.handshake.resolve(outcome);
 }
 
-/** What a tlsClientError means for the connection. */
-export function handshakeFailure(err: NodeJS.ErrnoException): Exclude<HandshakeOutcome, TLSSocket> {
-  return err.code === "ERR_TLS_HANDSHAKE_TIMEOUT" ? "handshake_timeout" : err.code === "ECONNRESET" ? "client_reset" : "tls_error";
+/**
+ * What a tlsClientError on `sock` means for the connection. Node reports a FIN before the handshake
+ * ends as ECONNRESET too ("socket hang up", no syscall): a peer that left that way after sending
+ * bytes sent an incomplete or non-TLS handshake (tls_error); one that sent nothing, or really reset,
+ * left (client_reset: a TCP health check, say).
+ */
+export function handshakeFailure(err: NodeJS.ErrnoException, sock: TLSSocket): Exclude<HandshakeOutcome, TLSSocket> {
+  if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") return "handshake_timeout";
+  if (err.code !== "ECONNRESET") return "tls_error";
+  const spoke = (rawSocketOf(sock)?.bytesRead ?? 0) > 0;
+  return spoke && err.syscall === undefined ? "tls_error" : "client_reset";
 }
 
 // Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the

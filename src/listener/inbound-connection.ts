@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Authorizer } from "../authz/index.js";
 import type { PeerIdentifier, PeerIdentity, TlsMaterial } from "../certs/index.js";
-import { rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
+import { formatHostPort, rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
 import type { ListenerMetrics, Logger } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 
@@ -78,7 +78,7 @@ export function acceptInbound(raw: Socket, ctx: InboundContext): void {
   const stop = new AbortController();
   const c: InboundConn = {
     raw,
-    peer: `${raw.remoteAddress}:${raw.remotePort}`,
+    peer: formatHostPort(raw.remoteAddress ?? "?", raw.remotePort ?? 0), // [::1]:port, as the upstream log writes it
     acceptedAt: performance.now(),
     stop,
     interrupted: new Promise((resolve) => stop.signal.addEventListener("abort", () => resolve(stop.signal.reason as StopReason), { once: true })),

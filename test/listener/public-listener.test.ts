@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
+import { canBind } from "../../src/net/index.js";
 import { peerHost } from "../net/netns.js";
 import { test } from "../support/leaks.js";
 import { until } from "../support/wait.js";
@@ -365,6 +366,25 @@ test("an app whose listen backlog is full (it never accepts) gives app_unreachab
   assert.equal(await echo(next, "served"), "served");
   next.end();
   await closedWith(s.cap, "done");
+});
+
+test("IPv6 loopback: a public listener on [::1] serves a client over ::1 and dials an app on ::1", async (t) => {
+  if (!(await canBind("::1", 0))) return t.skip("this host has no IPv6 loopback (::1): the IPv6 case is not checked");
+  const s = await setup(t, { cachedAuthz: true, bind: { host: "::1", port: 0 } });
+  const app6 = await startApp({ host: "::1" });
+  t.after(() => app6.close());
+  s.listener.update({ app: { host: "::1", port: app6.port } });
+  assert.deepEqual(s.listener.address(), { host: "::1", port: s.port });
+  const creds = await s.client();
+  const sock = tlsConnect({ host: "::1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, checkServerIdentity: () => undefined });
+  sock.on("error", () => {});
+  await once(sock, "secureConnect");
+  assert.equal(await echo(sock, "over IPv6"), "over IPv6");
+  assert.equal(app6.accepts, 1);
+  assert.equal(app6.sockets.values().next().value?.remoteAddress, "::1", "the app was dialled over ::1");
+  sock.end();
+  const line = await closedWith(s.cap, "done");
+  assert.match(String(line.peer), /^\[::1\]:\d+$/);
 });
 
 test("a unix socket app is reachable", async (t) => {

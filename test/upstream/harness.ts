@@ -56,6 +56,8 @@ export interface InstanceOptions {
   ca?: string[];
   /** What the server does with a connection; default: echo, ending when the client ends. */
   handler?: (sock: TLSSocket) => void;
+  /** The loopback address it listens on and is registered with; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface Mesh {
@@ -149,13 +151,13 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
         s.on("close", () => raw.delete(s));
         s.on("error", () => {}); // crash() resets it
       });
-      server.listen(0, "127.0.0.1");
+      server.listen(0, o.host ?? "127.0.0.1");
       await once(server, "listening");
       inst.port = (server.address() as { port: number }).port;
       t.after(() => (server.listening ? inst.kill() : undefined));
       const check = { CheckID: `${o.id}-ttl`, TTL: "600s", Status: "passing" };
       if ((o.kind ?? "native") === "native") {
-        await mesh.put("/v1/agent/service/register", { Name: o.service, ID: o.id, Address: "127.0.0.1", Port: inst.port, Connect: { Native: true }, Check: check });
+        await mesh.put("/v1/agent/service/register", { Name: o.service, ID: o.id, Address: o.host ?? "127.0.0.1", Port: inst.port, Connect: { Native: true }, Check: check });
       } else {
         await mesh.put("/v1/agent/service/register", {
           Kind: "connect-proxy", Name: `${o.service}-sidecar-proxy`, ID: o.id, Port: inst.port,

@@ -6,6 +6,7 @@ import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
+import { canBind } from "../../src/net/index.js";
 import { test } from "../support/leaks.js";
 import type { TLSSocket } from "node:tls";
 import {
@@ -217,6 +218,20 @@ test("the upstream listener refuses a connection over -max-conns with max_conns,
   held[1]!.end();
   await closedWithData(held[1]!);
   assert.equal(await counterValue(mesh.metrics.connectionsRejected, { listener: "upstream:db", reason: "max_conns" }), 1);
+});
+
+test("IPv6 loopback: an upstream listener on [::1] carries traffic to an instance on ::1", async (t) => {
+  if (!(await canBind("::1", 0))) return t.skip("this host has no IPv6 loopback (::1): the IPv6 case is not checked");
+  const mesh = await startMesh(t);
+  const inst = await mesh.startInstance({ service: "db", id: "db-v6", host: "::1" });
+  const ups = mesh.upstreams();
+  await ups.apply([upstream("db", { localBindAddress: "::1" })]);
+  const port = portOf(ups, "db");
+  assert.equal(ups.status()[0]!.bind, `[::1]:${port}`);
+  assert.equal(await roundTrip(port, "over IPv6", "::1"), "over IPv6");
+  const line = await connectionLine(mesh.log, "done");
+  assert.equal(line.instance, `[::1]:${inst.port}`);
+  assert.match(String(line.client), /^\[::1\]:\d+$/);
 });
 
 test("an instance turned critical stops receiving new connections", async (t) => {

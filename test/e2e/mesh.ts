@@ -8,7 +8,7 @@ import type { TestContext } from "node:test";
 import { Registry } from "prom-client";
 import { createAgentClient, registerService, resolveAgentConfig, type AgentClient } from "../../src/agent/index.js";
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
-import { createLogger, createMetrics, type Metrics } from "../../src/ops/index.js";
+import { createLogger, createMetrics, type Logger, type Metrics } from "../../src/ops/index.js";
 import { runSidecar, type Sidecar, type SidecarOptions, type ProxySource } from "../../src/sidecar/index.js";
 import { pickFreePort as freePort } from "../../src/net/index.js";
 import { leaseSidecarRange } from "../support/ports.js";
@@ -138,10 +138,10 @@ export async function startSidecar(
   t: TestContext,
   mesh: Mesh,
   source: ProxySource,
-  overrides: Partial<SidecarOptions> & { token?: string; waitReady?: boolean } = {},
+  overrides: Partial<SidecarOptions> & { token?: string; waitReady?: boolean; log?: Logger } = {},
 ): Promise<RunningSidecar> {
   const metrics = createMetrics(new Registry(), { processMetrics: false });
-  const { token, waitReady, ...rest } = overrides;
+  const { token, waitReady, log, ...rest } = overrides;
   const opts: SidecarOptions = {
     source,
     agent: resolveAgentConfig({ httpAddr: mesh.agent.address, token: token ?? mesh.agent.managementToken }, {}),
@@ -156,7 +156,7 @@ export async function startSidecar(
     idleTimeoutMs: undefined,
     ...rest,
   };
-  const sidecar = await runSidecar(opts, { log: quietLogger(), metrics, now: Date.now });
+  const sidecar = await runSidecar(opts, { log: log ?? quietLogger(), metrics, now: Date.now });
   mesh.defer(() => sidecar.close(0));
   if (waitReady !== false) await sidecar.ready;
   return { sidecar, metrics };

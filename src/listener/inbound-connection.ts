@@ -7,7 +7,7 @@ import type { TLSSocket } from "node:tls";
 import type { Authorizer } from "../authz/index.js";
 import type { ListenerProtocol } from "../agent/index.js";
 import type { PeerIdentifier, PeerIdentity, TlsMaterial } from "../certs/index.js";
-import { rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
+import { formatHostPort, rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
 import type { ListenerMetrics, Logger } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 import type { HttpInbound } from "./http-inbound.js";
@@ -86,7 +86,7 @@ export function acceptInbound(raw: Socket, ctx: InboundContext): void {
   const stop = new AbortController();
   const c: InboundConn = {
     raw,
-    peer: `${raw.remoteAddress}:${raw.remotePort}`,
+    peer: formatHostPort(raw.remoteAddress ?? "?", raw.remotePort ?? 0), // [::1]:port, as the upstream log writes it
     acceptedAt: performance.now(),
     stop,
     interrupted: new Promise((resolve) => stop.signal.addEventListener("abort", () => resolve(stop.signal.reason as StopReason), { once: true })),
@@ -190,9 +190,17 @@ export function settleHandshake(sock: TLSSocket, outcome: HandshakeOutcome, ctx:
   c.handshake.resolve(outcome);
 }
 
-/** What a tlsClientError means for the connection. */
-export function handshakeFailure(err: NodeJS.ErrnoException): Exclude<HandshakeOutcome, TLSSocket> {
-  return err.code === "ERR_TLS_HANDSHAKE_TIMEOUT" ? "handshake_timeout" : err.code === "ECONNRESET" ? "client_reset" : "tls_error";
+/**
+ * What a tlsClientError on `sock` means for the connection. Node reports a FIN before the handshake
+ * ends as ECONNRESET too ("socket hang up", no syscall): a peer that left that way after sending
+ * bytes sent an incomplete or non-TLS handshake (tls_error); one that sent nothing, or really reset,
+ * left (client_reset: a TCP health check, say).
+ */
+export function handshakeFailure(err: NodeJS.ErrnoException, sock: TLSSocket): Exclude<HandshakeOutcome, TLSSocket> {
+  if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") return "handshake_timeout";
+  if (err.code !== "ECONNRESET") return "tls_error";
+  const spoke = (rawSocketOf(sock)?.bytesRead ?? 0) > 0;
+  return spoke && err.syscall === undefined ? "tls_error" : "client_reset";
 }
 
 // Refusals of a peer whose identity verified. OpenSSL queues its TLS 1.3 session tickets with the

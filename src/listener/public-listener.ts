@@ -106,7 +106,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
 
   const onConnection = (raw: Socket): void => acceptInbound(raw, ctx);
   const onSecureConnection = (sock: TLSSocket): void => settleHandshake(sock, sock, ctx);
-  const onTlsClientError = (err: NodeJS.ErrnoException, sock: TLSSocket): void => settleHandshake(sock, handshakeFailure(err), ctx);
+  const onTlsClientError = (err: NodeJS.ErrnoException, sock: TLSSocket): void => settleHandshake(sock, handshakeFailure(err, sock), ctx);
   const onServerError = (err: Error): void => log.error({ err, listener: LISTENER }, "public listener accept failed");
 
   function newServer(): Server {

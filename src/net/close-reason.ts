@@ -40,6 +40,7 @@ export const UPSTREAM_REJECT_REASONS = [
   "discovery_unavailable", // the first discovery result did not arrive within connect_timeout_ms
   "client_gone", // the client went away while we were connecting
   "shutdown", // the listener was destroyed while we were connecting
+  "max_conns", // the listener already had its limit of live connections (-max-conns, per listener)
   ...DIAL_FAILURES, // the last dial failure, when every candidate failed or the budget ran out
 ] as const;
 
@@ -66,7 +67,8 @@ export type PipeCloseReason = (typeof PIPE_CLOSE_REASONS)[number];
 export type InternalError = "internal_error";
 /**
  * Why an inbound connection ended: refused, how its pipe ended, or "internal_error". A client that
- * leaves before its handshake ends (a TCP health check, say) is "client_reset".
+ * leaves before its handshake ends without sending a byte (a TCP health check, say), or with a reset,
+ * is "client_reset"; one that sent bytes and then a FIN sent no complete handshake: "tls_error".
  */
 export type InboundCloseReason = InboundRejectReason | PipeCloseReason | InternalError;
 export type UpstreamCloseReason = UpstreamRejectReason | PipeCloseReason | InternalError;

@@ -38,6 +38,7 @@ export interface SidecarOptions {
   accessLog?: boolean | undefined;
   revokeLive: boolean;
   authzMaxStaleMs: number;
+  /** -max-conns: live connections each listener carries at most (the public one and each upstream, each its own count). */
   maxConns: number | undefined;
   /** Proxied connections (both directions) idle this long are closed; 0 or undefined: never. */
   idleTimeoutMs: number | undefined;

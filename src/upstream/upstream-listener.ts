@@ -200,6 +200,8 @@ export interface UpstreamListenerDeps {
   logConnections: boolean;
   /** For every proxied connection of the listener. */
   pipe: { idleTimeoutMs: number; keepAliveMs: number };
+  /** Live connections this listener carries at most; one more is refused with max_conns. 0: no limit. */
+  maxConns: number;
 }
 
 /** A bound upstream listener. Its route (destination) can be swapped without touching the socket. */
@@ -292,6 +294,8 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
       startMs: performance.now(),
       client: client.remoteAddress === undefined ? "local" : formatHostPort(client.remoteAddress, client.remotePort ?? 0),
       instance: "", detail: "", proxied: false, bytesFromClient: 0, bytesFromServer: 0 };
+    // Refused before any dial: the limit bounds what one app can hold open through this listener.
+    if (deps.maxConns > 0 && live > deps.maxConns) return finishConnection(client, r, rec, "max_conns");
     serveUpstream(client, r, ctx, rec).then(
       (reason) => finishConnection(client, r, rec, reason),
       (err: unknown) => {

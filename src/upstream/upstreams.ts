@@ -67,6 +67,8 @@ export interface UpstreamsDeps {
   idleTimeoutMs?: number;
   /** TCP keepalive's first probe after this much silence; 0 or absent: off. */
   keepAliveMs?: number;
+  /** Live connections each upstream listener carries at most (each its own count); 0 or absent: no limit. */
+  maxConns?: number;
 }
 
 /** Thrown by apply() when some listeners could not be bound; the others were applied. */
@@ -98,6 +100,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
     metrics: deps.metrics,
     logConnections: deps.logConnections ?? true,
     pipe: { idleTimeoutMs: deps.idleTimeoutMs ?? 0, keepAliveMs: deps.keepAliveMs ?? 0 },
+    maxConns: deps.maxConns ?? 0,
   };
   const listeners = new Map<string, UpstreamListener>(); // by bindKey, in apply order
   const retiring = new Set<UpstreamListener>(); // removed, still finishing live connections

@@ -24,6 +24,8 @@ export interface IssueLeafOptions {
   notBefore?: Date;
   notAfter?: Date;
   ekus?: Eku[];
+  /** More URI SANs after the first (Consul's leaves have exactly one). */
+  extraUris?: string[];
 }
 
 export interface IssuedLeaf {
@@ -113,7 +115,7 @@ async function buildCa(s: { trustDomain: string; cert: x509.X509Certificate; key
           new x509.ExtendedKeyUsageExtension((o.ekus ?? ["clientAuth", "serverAuth"]).map((e) => EKU_OIDS[e])),
           await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
           await x509.AuthorityKeyIdentifierExtension.create(s.keys.publicKey),
-          new x509.SubjectAlternativeNameExtension([{ type: "url", value: uri }], true),
+          new x509.SubjectAlternativeNameExtension([uri, ...(o.extraUris ?? [])].map((value) => ({ type: "url" as const, value })), true),
         ],
       });
       const leafPem = cert.toString("pem") + "\n";

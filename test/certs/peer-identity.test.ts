@@ -87,10 +87,24 @@ test("each kind of bad client certificate is refused with its reason", async (t)
     ["a server identity", await ca.issueLeaf({ uri: `spiffe://${ca.trustDomain}/agent/server/dc/dc1` }), "not_a_service"],
     ["an https URI", await ca.issueLeaf({ uri: "https://web.example.com/" }), "no_spiffe_id"],
     ["a malformed SPIFFE path", await ca.issueLeaf({ uri: `spiffe://${ca.trustDomain}/svc/web` }), "no_spiffe_id"],
+    // spec §8.2: exactly one URI SAN; a second one, even a valid service identity, makes it ambiguous
+    ["two URI SANs (two service identities)", await ca.issueLeaf({ extraUris: [`spiffe://${ca.trustDomain}/ns/default/dc/dc1/svc/admin`] }), "no_spiffe_id"],
+    ["a SPIFFE ID and an https URI", await ca.issueLeaf({ extraUris: ["https://web.example.com/"] }), "no_spiffe_id"],
   ];
   for (const [what, client, reason] of cases) {
     assert.deepEqual(await connect(client), { ok: false, reason }, what);
   }
+});
+
+test("a very long service name in the URI SAN is accepted as Consul accepts it (no length limit), without a crash", async (t) => {
+  const ca = await makeCa();
+  const connect = await startServer(t, ca, createPeerIdentifier());
+  const service = `svc-${"x".repeat(8_000)}`; // Consul's ParseCertURI matches /svc/([^/]+) with no bound
+  const r = await connect(await ca.issueLeaf({ service }));
+  assert.ok(r.ok, JSON.stringify(r).slice(0, 200));
+  assert.equal(r.value.id.service, service);
+  // and the identifier keeps working for an ordinary peer afterwards
+  assert.ok((await connect(await ca.issueLeaf())).ok);
 });
 
 test("the trust domain is compared case-insensitively", async (t) => {

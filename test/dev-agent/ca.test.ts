@@ -182,6 +182,7 @@ test("rotation: a blocked roots query wakes, the old root stays inactive, and le
   assert.equal(newOk.code, 0, newOk.stderr);
   const oldOnly = await openssl(["verify", "-CAfile", "old.pem", "leaf.pem"], { "old.pem": old.RootCert, "leaf.pem": reissued.CertPEM });
   assert.notEqual(oldOnly.code, 0, "the new leaf does not chain to the old root");
+  assert.match(oldOnly.stderr, /error 20 at 0 depth lookup: unable to get local issuer certificate/, "refused for its issuer, not for a bad call");
   // the old leaf still verifies against the old root, which clients keep trusting
   const oldLeaf = await openssl(["verify", "-CAfile", "old.pem", "leaf.pem"], { "old.pem": old.RootCert, "leaf.pem": leaf.CertPEM });
   assert.equal(oldLeaf.code, 0);

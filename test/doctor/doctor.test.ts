@@ -19,6 +19,7 @@ const NO_HOST_IP = HOST_IP === undefined ? "this machine has only loopback addre
 test("a well set-up sidecar passes every check it can see, and WARNs on what agent/self would tell", async (t) => {
   const s = await startScenario(t);
   const report = await s.doctor({ sidecarPortRange: s.sidecarRange });
+  if (HOST_IP === undefined) t.diagnostic("this machine has only loopback addresses: app-exposure is expected to SKIP, its PASS is not checked here");
   assert.deepEqual(verdicts(report), {
     agent: "PASS",
     identity: "PASS",

@@ -23,6 +23,10 @@ export interface Mesh {
 
 export interface MeshOptions {
   aclsEnabled?: boolean;
+  /** The dev agent's leaf lifetime (short: leaves renew during the test). */
+  leafCertTtlMs?: number;
+  /** After a root rotation, leaves are reissued within this (default 30 s, as Consul). */
+  leafReissueWindowMs?: number;
 }
 
 /** Starts a dev agent (ACLs off unless asked, default allow) with a sidecar port range leased for this test. */
@@ -34,6 +38,8 @@ export async function startMesh(t: TestContext, opts: MeshOptions = {}): Promise
     aclDefaultPolicy: opts.aclsEnabled ? "deny" : "allow",
     sidecarMinPort: range.min,
     sidecarMaxPort: range.max,
+    ...(opts.leafCertTtlMs !== undefined ? { leafCertTtlMs: opts.leafCertTtlMs } : {}),
+    ...(opts.leafReissueWindowMs !== undefined ? { leafReissueWindowMs: opts.leafReissueWindowMs } : {}),
   });
   const mgmt = createAgentClient(resolveAgentConfig({ httpAddr: agent.address, token: agent.managementToken }, {}), {
     log: quietLogger(),

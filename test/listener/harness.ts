@@ -84,7 +84,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startApp(opts: { greeting?: string; onSocket?: (s: Socket) => void; path?: string } = {}): Promise<TestApp> {
+export async function startApp(opts: { greeting?: string; onSocket?: (s: Socket) => void; path?: string; host?: string } = {}): Promise<TestApp> {
   const sockets = new Set<Socket>();
   const app: TestApp = {
     server: createServer({ allowHalfOpen: true }, (s) => {
@@ -105,7 +105,7 @@ export async function startApp(opts: { greeting?: string; onSocket?: (s: Socket)
     },
   };
   if (opts.path !== undefined) app.server.listen(opts.path);
-  else app.server.listen(0, "127.0.0.1");
+  else app.server.listen(0, opts.host ?? "127.0.0.1");
   await once(app.server, "listening");
   const a = app.server.address();
   app.port = typeof a === "object" && a !== null ? a.port : 0;

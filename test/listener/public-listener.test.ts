@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { startPublicListener, type PublicListener, type PublicListenerOptions } from "../../src/listener/index.js";
 import type { Metrics } from "../../src/ops/index.js";
 import { makeCa, rootsOf, type TestCa } from "../certs/fixtures.js";
+import { canBind } from "../../src/net/index.js";
 import { peerHost } from "../net/netns.js";
 import { test } from "../support/leaks.js";
 import { until } from "../support/wait.js";
@@ -335,6 +336,55 @@ test("an app that is down gives app_unreachable", async (t) => {
   const sock = await dial(s.port, creds, s.caPems);
   await closedWith(s.cap, "app_unreachable", creds.uri);
   await closed(sock);
+});
+
+test("an app whose listen backlog is full (it never accepts) gives app_unreachable at local_connect_timeout_ms, and the listener serves the next client", async (t) => {
+  const s = await setup(t, { cachedAuthz: true, localConnectTimeoutMs: 300 });
+  const creds = await s.client();
+  // An app that listens with a backlog of 1 (Node reads 0 as its default, 511) and then stops (SIGSTOP), so it never accepts: once its
+  // accept queue holds a connection, the kernel drops further SYNs; a connect neither succeeds nor fails.
+  const listen = "require('node:net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })";
+  const stuck = spawn(process.execPath, ["-e", listen], { stdio: ["ignore", "pipe", "inherit"] });
+  t.after(() => void stuck.kill("SIGKILL"));
+  const [portLine] = (await once(stuck.stdout, "data")) as [Buffer];
+  const stuckPort = Number(portLine.toString().trim());
+  stuck.kill("SIGSTOP");
+  const fillers = [0, 1, 2, 3].map(() => netConnect(stuckPort, "127.0.0.1").on("error", () => {}));
+  t.after(() => fillers.forEach((f) => f.destroy()));
+  await until(() => fillers.filter((f) => f.readyState === "open").length >= 2, "the stuck app's accept queue to fill");
+
+  s.listener.update({ app: { host: "127.0.0.1", port: stuckPort } });
+  const sock = await dial(s.port, creds, s.caPems);
+  const line = await closedWith(s.cap, "app_unreachable", creds.uri);
+  await closed(sock);
+  assert.equal(await metricValue(s.metrics.connectionsRejected, { listener: "public", reason: "app_unreachable" }), 1);
+  assert.equal(line.bytesIn ?? 0, 0);
+
+  // The listener is not held up by the stuck dial: the next client to a working app is served.
+  s.listener.update({ app: { host: "127.0.0.1", port: s.app.port } });
+  const next = await dial(s.port, creds, s.caPems);
+  assert.equal(await echo(next, "served"), "served");
+  next.end();
+  await closedWith(s.cap, "done");
+});
+
+test("IPv6 loopback: a public listener on [::1] serves a client over ::1 and dials an app on ::1", async (t) => {
+  if (!(await canBind("::1", 0))) return t.skip("this host has no IPv6 loopback (::1): the IPv6 case is not checked");
+  const s = await setup(t, { cachedAuthz: true, bind: { host: "::1", port: 0 } });
+  const app6 = await startApp({ host: "::1" });
+  t.after(() => app6.close());
+  s.listener.update({ app: { host: "::1", port: app6.port } });
+  assert.deepEqual(s.listener.address(), { host: "::1", port: s.port });
+  const creds = await s.client();
+  const sock = tlsConnect({ host: "::1", port: s.port, cert: creds.certPem, key: creds.keyPem, ca: s.caPems, checkServerIdentity: () => undefined });
+  sock.on("error", () => {});
+  await once(sock, "secureConnect");
+  assert.equal(await echo(sock, "over IPv6"), "over IPv6");
+  assert.equal(app6.accepts, 1);
+  assert.equal(app6.sockets.values().next().value?.remoteAddress, "::1", "the app was dialled over ::1");
+  sock.end();
+  const line = await closedWith(s.cap, "done");
+  assert.match(String(line.peer), /^\[::1\]:\d+$/);
 });
 
 test("a unix socket app is reachable", async (t) => {

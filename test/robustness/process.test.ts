@@ -184,9 +184,21 @@ test("a full run with ACLs logs (at trace) and serves no token and no private ke
   const denied = await dial(p.listen, await peer.creds("intruder"), roots).catch(() => undefined);
   if (denied) await closed(denied);
   // A bad token via SIGHUP: the agent's 403 texts flow into the log.
+  await peer.allow("fresh"); // allowed, but not decided yet: its first connection needs an agent request
   await writeFile(tokenFile, "00000000-0000-0000-0000-000000000bad\n");
   process.kill(p.child.pid, "SIGHUP");
-  await until(() => p.child.output().toLowerCase().includes("token"), "the sidecar to log the token reload", { timeoutMs: 10_000, everyMs: 100 }).catch(() => undefined);
+  await until(() => p.child.lines.some((l) => l.msg === "SIGHUP: re-read the token file"), "the sidecar to log the token reload", { timeoutMs: 10_000, everyMs: 100 });
+  // The next request carries the new token: the decision for a new source is refused by the agent
+  // (403, ACL not found), so the allowed source is refused as authz_unavailable. The old token would admit it.
+  const fresh = await dial(p.listen, await peer.creds("fresh"), roots).catch(() => undefined);
+  const carried = fresh === undefined ? "" : (await roundTrip(fresh, "let me in").catch(() => Buffer.alloc(0))).toString();
+  assert.equal(carried, "", "the new source was served: the old token was used");
+  await until(
+    () => p.child.lines.some((l) => l.msg === "inbound connection closed" && l.reason === "authz_unavailable"),
+    "the new source to be refused as authz_unavailable under the reloaded token",
+    { timeoutMs: 10_000, everyMs: 100 },
+  );
+  assert.match(p.child.output(), /ACL not found/, "the agent's 403 text is in the log");
   const admin = await Promise.all(["/status", "/metrics", "/ready", "/live"].map((path) => adminGet(p.admin, path)));
   assert.equal(await p.child.stop(), 0);
   const everything = p.child.output() + admin.map((a) => a.body).join("\n");

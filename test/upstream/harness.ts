@@ -40,8 +40,8 @@ export interface Instance {
   /** isSessionReused() of each accepted connection, in order. */
   reused: boolean[];
   sockets: Set<TLSSocket>;
-  /** Stops listening and cuts every connection (the instance "dies"). */
-  kill(): Promise<void>;
+  /** Stops listening and cuts every connection (the instance "dies"); `reset`: with a TCP RST, as a crashed host's kernel answers. */
+  kill(opts?: { reset?: boolean }): Promise<void>;
 }
 
 export interface InstanceOptions {
@@ -56,6 +56,8 @@ export interface InstanceOptions {
   ca?: string[];
   /** What the server does with a connection; default: echo, ending when the client ends. */
   handler?: (sock: TLSSocket) => void;
+  /** The loopback address it listens on and is registered with; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface Mesh {
@@ -126,9 +128,10 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
         accepts: 0,
         reused: [],
         sockets,
-        async kill() {
+        async kill(opts = {}) {
           const closed = once(server, "close");
           server.close();
+          if (opts.reset === true) for (const s of raw) s.resetAndDestroy();
           for (const s of sockets) s.destroy();
           for (const s of raw) s.destroy();
           await closed;
@@ -146,14 +149,15 @@ export async function startMesh(t: TestContext): Promise<Mesh> {
       server.on("connection", (s: Socket) => {
         raw.add(s);
         s.on("close", () => raw.delete(s));
+        s.on("error", () => {}); // crash() resets it
       });
-      server.listen(0, "127.0.0.1");
+      server.listen(0, o.host ?? "127.0.0.1");
       await once(server, "listening");
       inst.port = (server.address() as { port: number }).port;
       t.after(() => (server.listening ? inst.kill() : undefined));
       const check = { CheckID: `${o.id}-ttl`, TTL: "600s", Status: "passing" };
       if ((o.kind ?? "native") === "native") {
-        await mesh.put("/v1/agent/service/register", { Name: o.service, ID: o.id, Address: "127.0.0.1", Port: inst.port, Connect: { Native: true }, Check: check });
+        await mesh.put("/v1/agent/service/register", { Name: o.service, ID: o.id, Address: o.host ?? "127.0.0.1", Port: inst.port, Connect: { Native: true }, Check: check });
       } else {
         await mesh.put("/v1/agent/service/register", {
           Kind: "connect-proxy", Name: `${o.service}-sidecar-proxy`, ID: o.id, Port: inst.port,
@@ -224,6 +228,16 @@ export function portOf(m: UpstreamsManager, name: string): number {
 export async function dial(port: number, host = "127.0.0.1"): Promise<Socket> {
   const s = netConnect({ port, host, allowHalfOpen: true });
   await once(s, "connect");
+  return s;
+}
+
+/** A connection through the listener that has carried `msg` both ways (so it reached an instance), left open. */
+export async function liveConnection(port: number, msg: string): Promise<Socket> {
+  const s = await dial(port);
+  s.setEncoding("utf8");
+  s.write(msg);
+  const [echoed] = (await once(s, "data")) as [string];
+  if (echoed !== msg) throw new Error(`expected the echo ${JSON.stringify(msg)}, got ${JSON.stringify(echoed)}`);
   return s;
 }
 

@@ -5,6 +5,8 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { canBind } from "../../src/net/index.js";
 import { test } from "../support/leaks.js";
 import type { TLSSocket } from "node:tls";
 import {
@@ -12,6 +14,7 @@ import {
   connectionLine,
   counterValue,
   dial,
+  liveConnection,
   portOf,
   roundTrip,
   startMesh,
@@ -150,7 +153,8 @@ test("three instances, one killed: no new connection fails and the dead one gets
   assert.equal(st?.ejectedUntilMs !== undefined, ejected === 1, "status shows the ejection");
 });
 
-test("an instance turned critical stops receiving new connections", async (t) => {
+/** Two instances of db, both discovered by one upstream listener. */
+async function twoDbInstances(t: TestContext) {
   const mesh = await startMesh(t);
   const a = await mesh.startInstance({ service: "db", id: "db-a" });
   const b = await mesh.startInstance({ service: "db", id: "db-b" });
@@ -158,6 +162,80 @@ test("an instance turned critical stops receiving new connections", async (t) =>
   await ups.apply([upstream("db")]);
   const port = portOf(ups, "db");
   await until(() => ups.status()[0]!.instances.length === 2, "two instances discovered");
+  return { mesh, a, b, ups, port };
+}
+
+test("an instance that dies under a live connection: the client is closed, server_reset is logged, new connections fail over", async (t) => {
+  const { mesh, a, b, ups, port } = await twoDbInstances(t);
+
+  const live = await liveConnection(port, "hi");
+  const [dying, healthy] = a.sockets.size === 1 ? [a, b] : [b, a];
+  assert.equal(dying.sockets.size, 1, "the live connection is on one instance");
+
+  // The reset is passed on: the client sees what it would have seen talking to the instance directly.
+  const clientError = once(live, "error");
+  await dying.kill({ reset: true });
+  const [err] = (await clientError) as [NodeJS.ErrnoException];
+  assert.equal(err.code, "ECONNRESET");
+  live.destroy();
+  const line = await connectionLine(mesh.log, "server_reset");
+  assert.equal(line.instance, `127.0.0.1:${dying.port}`);
+  assert.equal(await counterValue(mesh.metrics.connectionsClosed, { listener: "upstream:db", reason: "server_reset" }), 1);
+
+  // New connections go to the healthy one: a dial of the dead one fails over within the connection.
+  const before = healthy.accepts;
+  for (let i = 0; i < 6; i++) assert.equal(await roundTrip(port, `after ${i}`), `after ${i}`);
+  assert.equal(healthy.accepts - before, 6);
+});
+
+test("the upstream listener refuses a connection over -max-conns with max_conns, logged and counted, and accepts again below it", async (t) => {
+  const mesh = await startMesh(t);
+  await mesh.startInstance({ service: "db", id: "db-1" });
+  await mesh.startInstance({ service: "cache", id: "cache-1" });
+  const ups = mesh.upstreams({ maxConns: 2 });
+  await ups.apply([upstream("db"), upstream("cache", { localBindAddress: "127.0.0.2" })]);
+  const port = portOf(ups, "db");
+
+  const held = [await liveConnection(port, "held 0"), await liveConnection(port, "held 1")];
+  const over = await dial(port);
+  over.on("error", () => {}); // our write may meet the close
+  over.write("over");
+  const outcome = await Promise.race([once(over, "data").then(() => "echoed"), once(over, "end").then(() => "ended")]);
+  assert.equal(outcome, "ended", "refused: closed, nothing carried");
+  over.destroy();
+  const line = await connectionLine(mesh.log, "max_conns");
+  assert.equal(line.listener, "upstream:db");
+  assert.equal(line.msg, "upstream connection refused");
+  assert.equal(await counterValue(mesh.metrics.connectionsRejected, { listener: "upstream:db", reason: "max_conns" }), 1);
+
+  // Each listener has its own count: the other upstream is not affected by db's two.
+  assert.equal(await roundTrip(portOf(ups, "cache"), "cache ok", "127.0.0.2"), "cache ok");
+  // Below the limit again, a new connection is carried.
+  held[0]!.end();
+  await closedWithData(held[0]!);
+  await until(() => ups.status()[0]!.activeConns === 1, "db's first held connection to end");
+  assert.equal(await roundTrip(port, "again"), "again");
+  held[1]!.end();
+  await closedWithData(held[1]!);
+  assert.equal(await counterValue(mesh.metrics.connectionsRejected, { listener: "upstream:db", reason: "max_conns" }), 1);
+});
+
+test("IPv6 loopback: an upstream listener on [::1] carries traffic to an instance on ::1", async (t) => {
+  if (!(await canBind("::1", 0))) return t.skip("this host has no IPv6 loopback (::1): the IPv6 case is not checked");
+  const mesh = await startMesh(t);
+  const inst = await mesh.startInstance({ service: "db", id: "db-v6", host: "::1" });
+  const ups = mesh.upstreams();
+  await ups.apply([upstream("db", { localBindAddress: "::1" })]);
+  const port = portOf(ups, "db");
+  assert.equal(ups.status()[0]!.bind, `[::1]:${port}`);
+  assert.equal(await roundTrip(port, "over IPv6", "::1"), "over IPv6");
+  const line = await connectionLine(mesh.log, "done");
+  assert.equal(line.instance, `[::1]:${inst.port}`);
+  assert.match(String(line.client), /^\[::1\]:\d+$/);
+});
+
+test("an instance turned critical stops receiving new connections", async (t) => {
+  const { mesh, a, b, ups, port } = await twoDbInstances(t);
 
   await mesh.fail("db-b-ttl");
   await until(() => ups.status()[0]!.instances.length === 1, "the critical instance to leave the set");
@@ -285,10 +363,7 @@ test("close() stops accepting and resolves once live connections have ended", as
   const ups = mesh.upstreams();
   await ups.apply([upstream("db")]);
   const port = portOf(ups, "db");
-  const live = await dial(port);
-  live.setEncoding("utf8");
-  live.write("hi");
-  assert.equal((await once(live, "data"))[0], "hi");
+  const live = await liveConnection(port, "hi");
 
   let closed = false;
   const closing = ups.close().then(() => (closed = true));

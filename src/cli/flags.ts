@@ -58,7 +58,7 @@ const PROXY_FLAGS = {
   "access-log": { type: "boolean", default: true, describe: "one log line per HTTP request (listeners whose protocol is http)" },
   "revoke-live": { type: "boolean", default: true, describe: "close live connections when an intention now denies them" },
   "authz-max-stale": { type: "string", default: "10m", describe: "serve cached decisions this long while the agent is unreachable" },
-  "max-conns": { type: "string", describe: "limit of concurrent inbound connections" },
+  "max-conns": { type: "string", describe: "limit of concurrent connections, for the public listener and for each upstream listener (each its own count)" },
   "checklist-interval": { type: "string", default: "10m", describe: "run the production checklist (doctor) on itself at ready and this often; 0 turns it off" },
   "idle-timeout": { type: "string", default: "1h", describe: "close proxied connections (both directions) idle this long; 0 turns it off" },
   "tcp-keepalive": { type: "string", default: "30s", describe: "TCP keepalive on every proxied socket: first probe after this much silence, so a vanished peer is closed; 0 turns it off" },

@@ -134,9 +134,10 @@ test("2,000 silent sockets are all cut at the handshake deadline while a legitim
 });
 
 test("TLS 1.0 and 1.1 offers are refused with protocol_version even where Node's default minimum would allow them", async (t) => {
-  // Node's own default (TLSv1.2) would refuse these without our setting: lower it for this test. Known
-  // limit: OpenSSL 3's security level 1 (our cipher string keeps it) refuses TLS < 1.2 with the same
-  // alert, so removing minVersion alone still passes; only a server at @SECLEVEL=0 would show it.
+  // Node's own default (TLSv1.2) would refuse these without our setting: lower it for this test.
+  // OpenSSL 3's security level 1 (our cipher string keeps it) also refuses TLS < 1.2 with the same
+  // alert, so this end-to-end check holds without minVersion too; test/listener/tls-options.test.ts
+  // runs our server options at @SECLEVEL=0, where minVersion alone refuses them (and fails without it).
   const nodeDefault = tls.DEFAULT_MIN_VERSION;
   tls.DEFAULT_MIN_VERSION = "TLSv1";
   t.after(() => void (tls.DEFAULT_MIN_VERSION = nodeDefault));

@@ -24,7 +24,10 @@ export function captureLog(): CapturedLog & { closed(): LogLine[] } {
 
 /** Waits for the connection log line with this reason (and this source, when given). */
 export function closedWith(cap: ReturnType<typeof captureLog>, reason: string, source?: string): Promise<LogLine> {
-  return cap.next((l) => l.msg === "inbound connection closed" && l.reason === reason && (source === undefined || l.source === source));
+  return cap.next(
+    (l) => l.msg === "inbound connection closed" && l.reason === reason && (source === undefined || l.source === source),
+    `"inbound connection closed" with reason ${reason}${source === undefined ? "" : ` from ${source}`}`,
+  );
 }
 
 /** A test CA, our own leaf for SERVICE, and a material holder already holding both. */

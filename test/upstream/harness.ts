@@ -27,7 +27,10 @@ export const SELF = "web";
 
 /** The upstream connection line (refused or closed) with this reason. */
 export function connectionLine(cap: CapturedLog, reason: string): Promise<LogLine> {
-  return cap.next((l) => (l.msg === "upstream connection refused" || l.msg === "upstream connection closed") && l.reason === reason);
+  return cap.next(
+    (l) => (l.msg === "upstream connection refused" || l.msg === "upstream connection closed") && l.reason === reason,
+    `an upstream connection line with reason ${reason}`,
+  );
 }
 
 /** A TLS server standing in for one upstream instance. */

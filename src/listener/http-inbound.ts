@@ -8,16 +8,17 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import type { SpiffeUri } from "../agent/index.js";
 import type { Authorizer, L7Source } from "../authz/index.js";
 import { permissionVerdict } from "../authz/index.js";
-import { pipe, type PipeCloseReason } from "../net/index.js";
+import { errorCloseReason, pipe, type PipeCloseReason } from "../net/index.js";
 import type { Logger } from "../ops/index.js";
 import type { HttpMetrics } from "./http-metrics.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 
 /** What one HTTP connection's requests share: read once at accept, like every inbound setting. */
 export interface HttpConn {
-  readonly source: L7Source & { uri: string };
+  readonly source: L7Source & { uri: SpiffeUri };
   readonly app: AppAddress;
   readonly localConnectTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -31,8 +32,8 @@ export interface HttpInboundDeps {
   readonly authz: Authorizer;
   readonly log: Logger;
   readonly metrics: HttpMetrics;
-  /** One info line per request; read per request so that it can change live. */
-  readonly accessLog: () => boolean;
+  /** One info line per request. */
+  readonly accessLog: boolean;
   readonly listener: string;
 }
 
@@ -91,7 +92,7 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
   function record(c: HttpConn, req: IncomingMessage, status: number, started: number, bytesOut: number | undefined): void {
     const seconds = (performance.now() - started) / 1000;
     deps.metrics.request(req.method ?? "", status, seconds);
-    if (!deps.accessLog()) return;
+    if (!deps.accessLog) return;
     deps.log.info(
       { listener: deps.listener, source: c.source.uri, method: req.method, path: req.url, status, bytesOut, durationMs: Math.round(seconds * 1000) },
       "http request",
@@ -103,7 +104,7 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
     const i = deps.authz.intentionFor(c.source);
     if (i === undefined || i.permissions.length === 0) {
       // Layer 4 decides: the cached verdict (an allow → deny flip revokes the connection anyway).
-      return i === undefined ? deps.authz.peek(c.source.uri as never) === "allow" : i.action === "allow";
+      return i === undefined ? deps.authz.peek(c.source.uri) === "allow" : i.action === "allow";
     }
     const url = req.url ?? "/";
     const q = url.indexOf("?");
@@ -229,8 +230,10 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
         tls.on("close", () => {
           // An upgraded socket's life ends in pipe(), which calls done itself.
           if (raw.has(tls)) return;
-          done(error === undefined ? "done" : error.code === "ECONNRESET" || error.code === "EPIPE" ? "client_reset" : "client_error");
+          done(error === undefined ? "done" : errorCloseReason(error, "client"));
         });
+        // As on the layer-4 path: a client that vanished is found by keepalive (client_timeout).
+        if (conn.keepAliveMs > 0) tls.setKeepAlive(true, conn.keepAliveMs);
         if (conn.idleTimeoutMs > 0) {
           tls.setTimeout(conn.idleTimeoutMs, () => {
             tls.destroy();

@@ -81,7 +81,7 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       authz,
       log,
       metrics: bindHttpMetrics(deps.metrics, LISTENER),
-      accessLog: () => deps.accessLog !== false,
+      accessLog: deps.accessLog !== false,
       listener: LISTENER,
     }),
     material: await certs.ready(),

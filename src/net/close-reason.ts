@@ -78,6 +78,16 @@ export type RejectReason = InboundRejectReason | UpstreamRejectReason;
 const PIPE_REASONS: ReadonlySet<string> = new Set<string>(PIPE_CLOSE_REASONS);
 const REJECTS: ReadonlySet<string> = new Set<string>([...INBOUND_REJECT_REASONS, ...UPSTREAM_REJECT_REASONS]);
 
+/**
+ * How a socket error ends a connection on `side`: a reset (ECONNRESET, EPIPE, ECONNABORTED), a peer
+ * that stopped answering (ETIMEDOUT: keepalive probes or retransmissions unanswered), or another error.
+ */
+export function errorCloseReason<S extends "client" | "server">(err: NodeJS.ErrnoException, side: S): `${S}_reset` | `${S}_timeout` | `${S}_error` {
+  const code = err.code;
+  if (code === "ECONNRESET" || code === "EPIPE" || code === "ECONNABORTED") return `${side}_reset`;
+  return code === "ETIMEDOUT" ? `${side}_timeout` : `${side}_error`;
+}
+
 export function isPipeCloseReason(r: unknown): r is PipeCloseReason {
   return typeof r === "string" && PIPE_REASONS.has(r);
 }

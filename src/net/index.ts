@@ -5,7 +5,7 @@ export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duratio
 export { formatAddress, formatHost, formatHostPort, isLoopbackHost, parseHostPort } from "./address.js";
 export { delay, settlesWithin } from "./wait.js";
 export { backoffDelayMs } from "./backoff.js";
-export { isPipeCloseReason, isRefusal } from "./close-reason.js";
+export { errorCloseReason, isPipeCloseReason, isRefusal } from "./close-reason.js";
 export type {
   CloseReason,
   DialFailure,

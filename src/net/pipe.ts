@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
-import { isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
+import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
 import { readIntoScratch, resetOnDestroy } from "./node-internals.js";
 
 export interface PipeOptions {
@@ -121,8 +121,8 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       if (s.readableEnded && s.writableFinished) s.destroy();
     };
 
-    const onClientError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "client_reset" : err.code === "ETIMEDOUT" ? "client_timeout" : "client_error");
-    const onServerError = (err: NodeJS.ErrnoException): void => finish(isReset(err) ? "server_reset" : err.code === "ETIMEDOUT" ? "server_timeout" : "server_error");
+    const onClientError = (err: NodeJS.ErrnoException): void => finish(errorCloseReason(err, "client"));
+    const onServerError = (err: NodeJS.ErrnoException): void => finish(errorCloseReason(err, "server"));
 
     const onClientClose = (): void => {
       clientClosed = true;
@@ -251,8 +251,4 @@ function writeCopy(dst: Socket, buf: Buffer, n: number): boolean {
   const spare = spareCopies.pop() ?? newSpareCopy();
   buf.copy(spare.buf, 0, 0, n);
   return dst.write(spare.buf.subarray(0, n), spare.release);
-}
-
-function isReset(err: NodeJS.ErrnoException): boolean {
-  return err.code === "ECONNRESET" || err.code === "EPIPE" || err.code === "ECONNABORTED";
 }

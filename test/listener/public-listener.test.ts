@@ -53,6 +53,7 @@ async function setup(t: TestContext, opts: Partial<PublicListenerOptions> & { gr
       ...(opts.maxConns !== undefined ? { maxConns: opts.maxConns } : {}),
       ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       ...(opts.keepAliveMs !== undefined ? { keepAliveMs: opts.keepAliveMs } : {}),
+      ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),
     },
     { certs: mesh.store, authz, log: cap.log, metrics },
   );
@@ -630,14 +631,28 @@ test("both sockets of a proxied connection carry TCP keepalive (seen by ss)", as
   const sock = await dial(s.port, await s.client(), s.caPems);
   assert.equal(await echo(sock, "ka"), "ka");
   const appSide = [...s.app.sockets][0]!;
-  const { stdout } = await execFileP("ss", ["-tnoH", "state", "established"]);
-  // "Local Address:Port  Peer Address:Port": the socket whose local port is `local`, facing `peer`.
-  const line = (local: number, peer: number) => stdout.split("\n").find((l) => new RegExp(`:${local}\\s+\\S+:${peer}\\s`).test(l)) ?? "";
-  assert.match(line(s.port, sock.localPort!), /timer:\(keepalive/, "the client's side");
-  assert.match(line(appSide.remotePort!, s.app.port), /timer:\(keepalive/, "the app's side");
+  assert.match(await ssLine(s.port, sock.localPort!), /timer:\(keepalive/, "the client's side");
+  assert.match(await ssLine(appSide.remotePort!, s.app.port), /timer:\(keepalive/, "the app's side");
   sock.end();
   await closedWith(s.cap, "done");
 });
+
+test("in HTTP mode the client's socket carries TCP keepalive too (seen by ss)", async (t) => {
+  const ss = await execFileP("ss", ["-V"]).catch(() => undefined);
+  if (ss === undefined) return t.skip("ss (iproute2) is not installed: cannot see the sockets' timers");
+  const s = await setup(t, { keepAliveMs: 45_000, protocol: "http" });
+  const sock = await dial(s.port, await s.client(), s.caPems);
+  // No request is needed: the socket is the HTTP server's once it is authorized.
+  await until(async () => /timer:\(keepalive/.test(await ssLine(s.port, sock.localPort!)), "keepalive on the HTTP connection's socket", { everyMs: 50 });
+  sock.end();
+  await closedWith(s.cap, "done");
+});
+
+/** ss's line for the established socket whose local port is `local`, facing `peer` ("" when none). */
+async function ssLine(local: number, peer: number): Promise<string> {
+  const { stdout } = await execFileP("ss", ["-tnoH", "state", "established"]);
+  return stdout.split("\n").find((l) => new RegExp(`:${local}\\s+\\S+:${peer}\\s`).test(l)) ?? "";
+}
 
 /** True when our socket on `port` facing `peer` has nothing left unacknowledged (ss -ti shows no unacked). */
 async function acknowledged(port: number, peer: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { isPipeCloseReason, isRefusal } from "../../src/net/index.js";
+import { errorCloseReason, isPipeCloseReason, isRefusal } from "../../src/net/index.js";
 
 test("a refusal is a reject reason of either direction on a connection that never reached its destination", () => {
   assert.equal(isRefusal("denied", false), true);
@@ -16,4 +16,11 @@ test("only pipe reasons pass through an abort signal as the close reason", () =>
   assert.equal(isPipeCloseReason("revoked"), true);
   assert.equal(isPipeCloseReason("draining"), false);
   assert.equal(isPipeCloseReason(undefined), false);
+});
+
+test("a socket error ends a connection as a reset, a timeout (a peer that stopped answering) or an error, on its side", () => {
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  assert.deepEqual(["ECONNRESET", "EPIPE", "ECONNABORTED"].map((c) => errorCloseReason(err(c), "client")), ["client_reset", "client_reset", "client_reset"]);
+  assert.equal(errorCloseReason(err("ETIMEDOUT"), "server"), "server_timeout");
+  assert.equal(errorCloseReason(err("EPROTO"), "server"), "server_error");
 });

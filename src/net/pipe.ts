@@ -91,27 +91,33 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     // bytes inside write()); any other socket may keep the buffer past write(), so it gets a copy.
     const serverTakesView = server instanceof TLSSocket;
     const clientTakesView = client instanceof TLSSocket;
+    const toServer = serverTakesView ? undefined : new RecordCoalescer(server, client);
+    const toClient = clientTakesView ? undefined : new RecordCoalescer(client, server);
     const onClientRead = (n: number, buf: Buffer): boolean => {
       bytesFromClient += n;
       bytesMoved += n;
       active = true;
-      return serverTakesView && server.writableLength === 0 ? server.write(buf.subarray(0, n)) : writeCopy(server, buf, n);
+      if (toServer !== undefined) return toServer.write(buf, n);
+      return server.writableLength === 0 ? server.write(buf.subarray(0, n)) : writeCopy(server, buf, n);
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
       bytesMoved += n;
       active = true;
-      return clientTakesView && client.writableLength === 0 ? client.write(buf.subarray(0, n)) : writeCopy(client, buf, n);
+      if (toClient !== undefined) return toClient.write(buf, n);
+      return client.writableLength === 0 ? client.write(buf.subarray(0, n)) : writeCopy(client, buf, n);
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
 
     // Half-close: forward the FIN, and close a socket once it is done both ways.
     const onClientEnd = (): void => {
+      toServer?.flush();
       if (!server.destroyed) server.end();
       closeIfDone(client);
     };
     const onServerEnd = (): void => {
+      toClient?.flush();
       if (!client.destroyed) client.end();
       closeIfDone(server);
     };
@@ -159,6 +165,8 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
 
     const settle = (): void => {
       if (idleTimer !== undefined) clearInterval(idleTimer);
+      toServer?.discard();
+      toClient?.discard();
       signal?.removeEventListener("abort", onAbort);
       client.off("data", onClientData).off("drain", onClientDrain).off("end", onClientEnd)
         .off("finish", onClientFinish).off("error", onClientError).off("close", onClientClose);
@@ -251,4 +259,67 @@ function writeCopy(dst: Socket, buf: Buffer, n: number): boolean {
   const spare = spareCopies.pop() ?? newSpareCopy();
   buf.copy(spare.buf, 0, 0, n);
   return dst.write(spare.buf.subarray(0, n), spare.release);
+}
+
+// A TLS socket hands over what one TCP read decrypted one record at a time: a 64 KiB read of bulk
+// data is four calls of 16 KiB, in one turn of the event loop. Written as they come, each is a
+// write() through the Writable and a syscall to a plain socket; gathered, the burst is one of each
+// (bulk through a sidecar: 4x fewer writes to the app or the local client).
+const FULL_RECORD = 16 * 1024; // TLS's largest plaintext record: more of the same read may follow
+
+/**
+ * Copies reads bound for a plain socket `dst` (one that may keep a buffer past write()), gathering
+ * full-record reads into one buffer that is written when a shorter read ends the burst, when it is
+ * full, or at the end of the turn (setImmediate), whichever comes first. A read that is not part of a
+ * burst is written at once, as writeCopy does. Backpressure: write() returns what dst.write() said;
+ * a flush at the end of the turn pauses `src` itself when dst is full (its 'drain' resumes it).
+ */
+class RecordCoalescer {
+  private pending: SpareCopy | undefined;
+  private used = 0;
+  private flushScheduled = false;
+  private readonly flushAtTurnEnd = (): void => {
+    this.flushScheduled = false;
+    if (this.pending !== undefined && !this.flush()) this.src.pause();
+  };
+
+  constructor(private readonly dst: Socket, private readonly src: Socket) {}
+
+  write(buf: Buffer, n: number): boolean {
+    if (n !== FULL_RECORD && this.pending === undefined) return writeCopy(this.dst, buf, n);
+    if (this.pending !== undefined && this.used + n > SCRATCH_BYTES && !this.flush()) {
+      // dst is full: this read goes on its own, and the source pauses.
+      writeCopy(this.dst, buf, n);
+      return false;
+    }
+    if (this.pending === undefined) {
+      this.pending = spareCopies.pop() ?? newSpareCopy();
+      this.used = 0;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.flushAtTurnEnd);
+      }
+    }
+    buf.copy(this.pending.buf, this.used, 0, n);
+    this.used += n;
+    return n === FULL_RECORD ? true : this.flush();
+  }
+
+  /** Writes what was gathered, if anything; returns dst.write()'s answer (true when nothing was pending). */
+  flush(): boolean {
+    const spare = this.pending;
+    if (spare === undefined) return true;
+    this.pending = undefined;
+    if (this.dst.destroyed || this.dst.writableEnded) {
+      spare.release();
+      return true;
+    }
+    return this.dst.write(spare.buf.subarray(0, this.used), spare.release);
+  }
+
+  /** The pipe ended: what was gathered is dropped (both sockets are gone) and its buffer kept for reuse. */
+  discard(): void {
+    this.pending?.release();
+    this.pending = undefined;
+  }
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { test } from "../support/leaks.js";
 import tls from "node:tls";
-import { bytesPiped, cut, pipe } from "../../src/net/index.js";
+import { bytesPiped, cut, pipe, settlesWithin } from "../../src/net/index.js";
 import { makeCa } from "../certs/fixtures.js";
 
 const MiB = 1024 * 1024;
@@ -435,4 +435,93 @@ test("pipes sharing one read buffer copy each read for a plain TCP peer: bytes a
     assert.equal(r.sha256, sha256(sent.get(r.i)!), `connection ${r.i} got other bytes than its app sent`);
   }
   for (const p of piped) assert.equal(p.reason, "done");
+});
+
+/**
+ * A TLS client uploads `body` through a pipe to a plain TCP app, which answers with the byte count and
+ * sha256 of what it got once the upload ended. Resolves with that answer, how the pipe ended and how
+ * many times the pipe wrote to the app.
+ */
+async function uploadThroughTlsToPlain(t: TestContext, body: Buffer, o: { slowApp: boolean; pipeAfterUpload: boolean; clientEnds?: false }) {
+  const { slowApp } = o;
+  let uploaded!: () => void;
+  const uploadDone = new Promise<void>((resolve) => (uploaded = resolve));
+  const ca = await makeCa();
+  const leaf = await ca.issueLeaf({ service: "web" });
+  const app = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on("error", () => {});
+    const h = createHash("sha256");
+    let bytes = 0;
+    s.on("data", (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+      if (slowApp) {
+        s.pause();
+        setTimeout(() => s.resume(), 1);
+      }
+      // A client that does not end is answered once all of the body is in.
+      if (o.clientEnds === false && bytes === body.length) s.end(`${bytes} ${h.digest("hex")}`);
+    });
+    if (o.clientEnds !== false) s.on("end", () => s.end(`${bytes} ${h.digest("hex")}`));
+  });
+  app.listen(0, "127.0.0.1");
+  await once(app, "listening");
+  t.after(() => app.close());
+
+  let writesToApp = 0;
+  let piped: ReturnType<typeof pipe> | undefined;
+  const front = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem, allowHalfOpen: true } as tls.TlsOptions, (sock) => {
+    sock.on("error", () => {});
+    const back = net.connect({ host: "127.0.0.1", port: (app.address() as net.AddressInfo).port, allowHalfOpen: true });
+    const write = back.write.bind(back) as (...args: unknown[]) => boolean;
+    back.write = ((...args: unknown[]) => (writesToApp++, write(...args))) as typeof back.write;
+    if (!o.pipeAfterUpload) return void (piped = pipe(sock, back));
+    // Read nothing until the client has sent all, its end included: the pipe's first turn then reads
+    // the last records and the end together.
+    sock.pause();
+    piped = uploadDone.then(() => pipe(sock, back));
+  });
+  front.listen(0, "127.0.0.1");
+  await once(front, "listening");
+  t.after(() => front.close());
+
+  const client = tls.connect({ port: (front.address() as net.AddressInfo).port, host: "127.0.0.1", ca: ca.certPem, checkServerIdentity: () => undefined });
+  t.after(() => client.destroy());
+  await once(client, "secureConnect");
+  const answer = drain(client);
+  if (o.clientEnds === false) {
+    client.write(body);
+  } else {
+    client.end(body);
+    await once(client, "finish");
+  }
+  uploaded();
+  const gotAnswer = await settlesWithin(answer, 30_000);
+  assert.ok(gotAnswer, "the app never got all of the body");
+  return { answer: (await answer).text, reason: (await piped!).reason, writesToApp };
+}
+
+const RECORD = 16 * 1024; // TLS's largest plaintext record
+
+test("full TLS records bound for a plain socket are written gathered: fewer writes than records, bytes unchanged under backpressure", async (t) => {
+  const body = randomBytes(16 * MiB + 5);
+  const r = await uploadThroughTlsToPlain(t, body, { slowApp: true, pipeAfterUpload: false });
+  assert.equal(r.answer, `${body.length} ${sha256(body)}`);
+  assert.equal(r.reason, "done");
+  const records = Math.ceil(body.length / RECORD);
+  // One write per record would be `records`; a 64 KiB TCP read holds up to four of them.
+  assert.ok(r.writesToApp < records / 2, `${r.writesToApp} writes to the app for ${records} TLS records`);
+});
+
+test("records gathered for a plain socket are all written before the end that arrived with them", async (t) => {
+  const body = randomBytes(16 * RECORD); // a whole number of records, small enough to wait in the kernel's buffers
+  const r = await uploadThroughTlsToPlain(t, body, { slowApp: false, pipeAfterUpload: true });
+  assert.equal(r.answer, `${body.length} ${sha256(body)}`);
+  assert.equal(r.reason, "done");
+});
+
+test("records gathered for a plain socket are written at the end of their turn, when nothing follows them", async (t) => {
+  const body = randomBytes(4 * RECORD); // a whole number of records, then the client waits for the answer
+  const r = await uploadThroughTlsToPlain(t, body, { slowApp: false, pipeAfterUpload: false, clientEnds: false });
+  assert.equal(r.answer, `${body.length} ${sha256(body)}`);
 });

@@ -97,15 +97,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       bytesFromClient += n;
       bytesMoved += n;
       active = true;
-      if (toServer !== undefined) return toServer.write(buf, n);
-      return server.writableLength === 0 ? server.write(buf.subarray(0, n)) : writeCopy(server, buf, n);
+      return toServer !== undefined ? toServer.write(buf, n) : writeToTls(server, buf, n);
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
       bytesMoved += n;
       active = true;
-      if (toClient !== undefined) return toClient.write(buf, n);
-      return client.writableLength === 0 ? client.write(buf.subarray(0, n)) : writeCopy(client, buf, n);
+      return toClient !== undefined ? toClient.write(buf, n) : writeToTls(client, buf, n);
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -247,6 +245,23 @@ function newSpareCopy(): SpareCopy {
     release: () => void (spareCopies.length < MAX_SPARE_COPIES && spareCopies.push(spare)),
   };
   return spare;
+}
+
+// A TLS socket encrypts inside write() and hands the records to its TCP socket at once, but reports
+// the write complete only in a later turn (setImmediate), so each chunk looks queued until then and
+// write() answers false for any chunk over 16 KiB. Pausing the source on that answer cost a pause and a
+// resume (two io_uring syscalls in libuv) per 64 KiB read of bulk. The source is paused only once this
+// much waits in the TLS socket: a few reads ahead, bounded.
+const TLS_WRITE_AHEAD = 256 * 1024;
+
+/**
+ * Writes buf[0, n) to a TLS socket: a view when nothing is queued (it is encrypted inside write()),
+ * else a copy. Returns whether the source may keep reading: false only when write() said so (so its
+ * 'drain' will come to resume the source) and the write-ahead is used up.
+ */
+function writeToTls(dst: Socket, buf: Buffer, n: number): boolean {
+  const ok = dst.writableLength === 0 ? dst.write(buf.subarray(0, n)) : writeCopy(dst, buf, n);
+  return ok || dst.writableLength < TLS_WRITE_AHEAD;
 }
 
 /** Writes a copy of buf[0, n) to a socket that may keep what it is given past write(). */

@@ -438,6 +438,25 @@ test("pipes sharing one read buffer copy each read for a plain TCP peer: bytes a
 });
 
 /**
+ * Counts and hashes what `s` receives; a slow reader pauses for 1 ms after each chunk. `onChunk` runs
+ * after each chunk is counted.
+ */
+function tally(s: net.Socket, slow: boolean, onChunk?: () => void) {
+  const h = createHash("sha256");
+  const got = { bytes: 0, sha256: () => h.digest("hex") };
+  s.on("data", (c: Buffer) => {
+    h.update(c);
+    got.bytes += c.length;
+    if (slow) {
+      s.pause();
+      setTimeout(() => s.resume(), 1);
+    }
+    onChunk?.();
+  });
+  return got;
+}
+
+/**
  * A TLS client uploads `body` through a pipe to a plain TCP app, which answers with the byte count and
  * sha256 of what it got once the upload ended. Resolves with that answer, how the pipe ended and how
  * many times the pipe wrote to the app.
@@ -450,19 +469,11 @@ async function uploadThroughTlsToPlain(t: TestContext, body: Buffer, o: { slowAp
   const leaf = await ca.issueLeaf({ service: "web" });
   const app = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on("error", () => {});
-    const h = createHash("sha256");
-    let bytes = 0;
-    s.on("data", (c: Buffer) => {
-      h.update(c);
-      bytes += c.length;
-      if (slowApp) {
-        s.pause();
-        setTimeout(() => s.resume(), 1);
-      }
+    const got = tally(s, slowApp, () => {
       // A client that does not end is answered once all of the body is in.
-      if (o.clientEnds === false && bytes === body.length) s.end(`${bytes} ${h.digest("hex")}`);
+      if (o.clientEnds === false && got.bytes === body.length) s.end(`${got.bytes} ${got.sha256()}`);
     });
-    if (o.clientEnds !== false) s.on("end", () => s.end(`${bytes} ${h.digest("hex")}`));
+    if (o.clientEnds !== false) s.on("end", () => s.end(`${got.bytes} ${got.sha256()}`));
   });
   app.listen(0, "127.0.0.1");
   await once(app, "listening");
@@ -524,4 +535,68 @@ test("records gathered for a plain socket are written at the end of their turn, 
   const body = randomBytes(4 * RECORD); // a whole number of records, then the client waits for the answer
   const r = await uploadThroughTlsToPlain(t, body, { slowApp: false, pipeAfterUpload: false, clientEnds: false });
   assert.equal(r.answer, `${body.length} ${sha256(body)}`);
+});
+
+/**
+ * outer plain client → proxyIn ═pipe═ proxyOut (a TLS client) → a TLS app that reads `total` bytes,
+ * slowly or not. Resolves with how often the pipe paused proxyIn, the most proxyOut held queued, and
+ * what the app got.
+ */
+async function uploadThroughPlainToTls(t: TestContext, total: number, slowApp: boolean) {
+  const ca = await makeCa();
+  const leaf = await ca.issueLeaf({ service: "api" });
+  let appGot: ReturnType<typeof tally> | undefined;
+  const app = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (s) => {
+    s.on("error", () => {});
+    appGot = tally(s, slowApp);
+    s.on("end", () => s.end());
+  });
+  app.listen(0, "127.0.0.1");
+  await once(app, "listening");
+  t.after(() => app.close());
+
+  const [outerClient, proxyIn] = await socketPair(t);
+  const proxyOut = tls.connect({ port: (app.address() as net.AddressInfo).port, host: "127.0.0.1", ca: ca.certPem, checkServerIdentity: () => undefined });
+  t.after(() => proxyOut.destroy());
+  await once(proxyOut, "secureConnect");
+  // The pipe pauses a socket that reads into its scratch by answering false to the read, which stops
+  // the handle's reads (Node's onStreamRead calls readStop): count those.
+  let pauses = 0;
+  const handle = (proxyIn as net.Socket & { _handle: { readStop: () => number } })._handle;
+  const readStop = handle.readStop.bind(handle);
+  handle.readStop = () => (pauses++, readStop());
+  let maxQueued = 0;
+  const write = proxyOut.write.bind(proxyOut) as (...args: unknown[]) => boolean;
+  proxyOut.write = ((...args: unknown[]) => {
+    const ok = write(...args);
+    maxQueued = Math.max(maxQueued, proxyOut.writableLength);
+    return ok;
+  }) as typeof proxyOut.write;
+  const piped = pipe(proxyIn, proxyOut);
+
+  const body = randomBytes(total);
+  outerClient.end(body);
+  const result = await piped;
+  return { pauses, maxQueued, result, appBytes: appGot?.bytes, appSha256: appGot?.sha256(), bodySha256: sha256(body) };
+}
+
+test("a TLS destination is written a few reads ahead: its deferred write completions do not pause the source per read", async (t) => {
+  const total = 32 * MiB;
+  const r = await uploadThroughPlainToTls(t, total, false);
+  assert.equal(r.result.reason, "done");
+  assert.equal(r.appBytes, total);
+  assert.equal(r.appSha256, r.bodySha256);
+  const fewestReads = total / (64 * 1024); // a read takes at most 64 KiB
+  assert.ok(r.pauses < fewestReads / 2, `the source was paused ${r.pauses} times in at least ${fewestReads} reads`);
+});
+
+test("a slow TLS destination still holds the source back: what waits in it stays bounded", async (t) => {
+  const total = 16 * MiB;
+  const r = await uploadThroughPlainToTls(t, total, true);
+  assert.equal(r.result.reason, "done");
+  assert.equal(r.appBytes, total);
+  assert.equal(r.appSha256, r.bodySha256);
+  assert.ok(r.pauses > 0, "the source was never paused");
+  // The write-ahead (256 KiB) and one read on top of it, not megabytes.
+  assert.ok(r.maxQueued <= 256 * 1024 + 64 * 1024, `${r.maxQueued} bytes waited in the TLS socket`);
 });

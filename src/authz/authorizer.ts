@@ -284,15 +284,19 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
         return UNAVAILABLE;
       case "acl_denied":
       case "acl_not_found":
-        // spec §4, §11.3: the token is wrong, not the peer. Say how to fix it, once.
+        // spec §4, §11.3: the token is wrong, not the peer. Say how to fix it, once. A source decided
+        // before keeps its decision up to maxStaleMs, as when the agent is down: a revoked or
+        // mis-scoped token is the control plane failing us, not a verdict on the source (Envoy keeps
+        // its last RBAC config when its xDS token is refused), and the intentions watch fails on the
+        // same token, so no newer policy is known either.
         logOnce("acl", () =>
           log.error(
             { target, code: err.code, err: err.message },
             `authorize refused the sidecar's token: it needs service:write on "${target}" (spec §11.3). ` +
-              "Every source without a cached decision is refused (authz_unavailable) until the token is fixed",
+              "Sources decided before keep their decision for -authz-max-stale; every other source is refused (authz_unavailable) until the token is fixed",
           ),
         );
-        return UNAVAILABLE;
+        return staleOrUnavailable(src);
       case "not_found":
       case "aborted":
         logOnce(err.code, () => log.error({ target, code: err.code, err: err.message }, "authorize failed: denying undecided sources"));

@@ -215,6 +215,23 @@ test("a 403 from authorize fails closed and logs the token problem once", async 
   assert.equal(await authz.decide(WEB, SERIAL), "allow", "a fixed token is used at once");
 });
 
+test("a 403 on the re-check of a cached decision (a revoked token) serves it stale up to maxStaleMs, like an agent failure", async (t) => {
+  const { fake, authz, clock, metrics } = await setup(t, { intentions: { web: "allow" } });
+  assert.equal(await authz.decide(WEB, SERIAL), "allow");
+
+  fake.authorizeMode = "403";
+  fake.setIntention("cache", "allow"); // a new policy generation: every cached decision is re-checked
+  await fake.until(() => fake.authorizeCalls >= 2); // the re-check reached the agent (and was refused)
+
+  assert.equal(await authz.decide(WEB, SERIAL), "allow", "served stale: the token was refused, not the source");
+  assert.equal(await authz.decide(DB, SERIAL), "authz_unavailable", "a source never decided is still refused");
+  clock.ms += MAX_STALE_MS + 1;
+  assert.equal(await authz.decide(WEB, SERIAL), "authz_unavailable", "no longer than maxStaleMs");
+
+  authz.close();
+  assert.equal(await decisions(metrics, "allow", "stale"), 1);
+});
+
 test("entries unused for idleEvictMs are dropped on access", async (t) => {
   const { authz, clock, metrics } = await setup(t, { intentions: { web: "allow", db: "allow" } });
   assert.equal(await authz.decide(WEB, SERIAL), "allow");

@@ -1,6 +1,7 @@
 // L7 intentions as pure functions (spec §12.3): which intention applies to a source, and what its
 // Permissions decide for one HTTP request. No I/O; the authorizer feeds them its watched list.
 import type { HttpHeaderMatch, HttpPermissionMatch, Intention, IntentionPermission } from "../agent/index.js";
+import { linearRegExp } from "../net/index.js";
 
 /** What an L7 check looks at in a request. Header names are lower case (Node's `req.headers`). */
 export interface L7Request {
@@ -37,26 +38,32 @@ export function intentionFor(list: readonly Intention[], src: L7Source): Intenti
  * the request falls to the default policy, which the caller applies.
  */
 export function permissionVerdict(perms: readonly IntentionPermission[], req: L7Request): "allow" | "deny" | undefined {
-  for (const p of perms) if (p.http === undefined || httpMatches(p.http, req)) return p.action;
+  for (const p of perms) if (p.http === undefined || httpMatches(p.http, req, p.action)) return p.action;
   return undefined;
 }
 
-function httpMatches(m: HttpPermissionMatch, req: L7Request): boolean {
+/**
+ * Whether the permission's HTTP block matches. A regex this process cannot evaluate (see fullMatch)
+ * counts as matching in a deny and as not matching in an allow: fail closed either way.
+ */
+function httpMatches(m: HttpPermissionMatch, req: L7Request, action: "allow" | "deny"): boolean {
+  const unknown = action === "deny";
   if (m.pathExact !== undefined && req.path !== m.pathExact) return false;
   if (m.pathPrefix !== undefined && !req.path.startsWith(m.pathPrefix)) return false;
-  if (m.pathRegex !== undefined && !fullMatch(m.pathRegex, req.path)) return false;
+  if (m.pathRegex !== undefined && !(fullMatch(m.pathRegex, req.path) ?? unknown)) return false;
   if (m.methods.length > 0 && !m.methods.includes(req.method.toUpperCase())) return false;
-  for (const h of m.headers) if (!headerMatches(h, req.headers[h.name])) return false;
+  for (const h of m.headers) if (!(headerMatches(h, req.headers[h.name]) ?? unknown)) return false;
   return true;
 }
 
 /**
  * Envoy's HeaderMatcher, which Consul renders these into: several values of one header are
- * matched joined by ","; `invert` negates the whole match, presence included.
+ * matched joined by ","; `invert` negates the whole match, presence included. Undefined: a regex
+ * that cannot be evaluated.
  */
-function headerMatches(h: HttpHeaderMatch, raw: string | string[] | undefined): boolean {
+function headerMatches(h: HttpHeaderMatch, raw: string | string[] | undefined): boolean | undefined {
   const value = raw === undefined ? undefined : Array.isArray(raw) ? raw.join(",") : raw;
-  let hit: boolean;
+  let hit: boolean | undefined;
   if (value === undefined) hit = false;
   else {
     const m = h.match;
@@ -78,24 +85,22 @@ function headerMatches(h: HttpHeaderMatch, raw: string | string[] | undefined): 
         break;
     }
   }
+  if (hit === undefined) return undefined;
   return h.invert ? !hit : hit;
 }
 
 const compiled = new Map<string, RegExp | null>();
 /**
- * Envoy's safe_regex (RE2) matches the whole value. JavaScript's engine is not RE2: a pattern it
- * cannot compile never matches (fails closed for an allow, open for a deny, as an absent rule).
+ * Envoy's safe_regex (RE2) matches the whole value in linear time; so does this, on V8's linear-time
+ * engine (linearRegExp). Undefined: the pattern cannot run there (a syntax RE2 has and JavaScript
+ * lacks, such as \p{..} classes, or no such engine in this V8); the caller fails closed.
  */
-function fullMatch(pattern: string, value: string): boolean {
+function fullMatch(pattern: string, value: string): boolean | undefined {
   let re = compiled.get(pattern);
   if (re === undefined) {
-    try {
-      re = new RegExp(`^(?:${pattern})$`, "u");
-    } catch {
-      re = null;
-    }
+    re = linearRegExp(`^(?:${pattern})$`) ?? null;
     if (compiled.size > 1000) compiled.clear();
     compiled.set(pattern, re);
   }
-  return re !== null && re.test(value);
+  return re === null ? undefined : re.test(value);
 }

@@ -19,7 +19,7 @@ export type {
   UpstreamRejectReason,
 } from "./close-reason.js";
 export { bytesPiped, cut, pipe } from "./pipe.js";
-export { rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
+export { linearRegExp, rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeOptions, PipeResult } from "./pipe.js";
 export { canBind, ephemeralLow, pickFreePort } from "./free-port.js";

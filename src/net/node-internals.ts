@@ -83,6 +83,29 @@ export function resetOnDestroy(sock: TLSSocket): boolean {
   return true;
 }
 
+// ---- linear-time regular expressions ----
+//
+// V8's linear-time engine (the `l` flag, enabled by the --enable-experimental-regexp-engine flag,
+// which V8 takes at run time): no backtracking, so no request can make an operator's pattern run
+// for seconds (`(a+)+$` on 26 hostile characters: 7.5 s on the backtracking engine). That is RE2's
+// guarantee, which Envoy gives Consul's L7 intentions. Like RE2 it refuses backreferences and
+// lookaround; it also refuses unicode mode, so patterns match UTF-16 code units (paths and headers
+// are ASCII on the wire).
+let linearEngineOn = false;
+
+/** `source` compiled for the linear-time engine, or undefined when it cannot run there (or this V8 has no such engine). */
+export function linearRegExp(source: string): RegExp | undefined {
+  if (!linearEngineOn) {
+    process.getBuiltinModule("node:v8").setFlagsFromString("--enable-experimental-regexp-engine");
+    linearEngineOn = true;
+  }
+  try {
+    return new RegExp(source, "l");
+  } catch {
+    return undefined;
+  }
+}
+
 // ---- the self-test ----
 
 /**
@@ -94,6 +117,9 @@ export function resetOnDestroy(sock: TLSSocket): boolean {
 export async function selfTestNodeInternals(): Promise<string[]> {
   const problems: string[] = [];
   if (findScratchSymbols() === null) problems.push("net.Socket has no kBuffer/kBufferCb/kBufferGen symbols");
+  // A backreference compiles on the backtracking engine only: refused means the linear one ran it.
+  if (linearRegExp("^(?:(a+)+)$")?.test("aab") !== false || linearRegExp("(a)\\1") !== undefined)
+    problems.push("V8 has no linear-time regexp engine: L7 intention regexes cannot be evaluated, so an allow with one never matches and a deny with one always does");
   const server = createServer();
   const sockets: Socket[] = [];
   try {

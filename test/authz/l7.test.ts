@@ -59,3 +59,18 @@ test("headers: present, exact, prefix, suffix, regex, invert; names case-insensi
   assert.equal(permissionVerdict(both, req({ headers: { a: "1", b: "2" } })), "allow");
   assert.equal(permissionVerdict(both, req({ headers: { a: "1" } })), undefined);
 });
+
+test("regexes run on a linear-time engine, as RE2 in Envoy: what it cannot run fails closed for allow and for deny", () => {
+  const path = (action: string, regex: string, p: string) => permissionVerdict(perms([{ Action: action, HTTP: { PathRegex: regex } }]), req({ path: p }));
+  // A nested quantifier, the shape of a catastrophic pattern, is accepted and matches as written.
+  assert.equal(path("allow", "/(a+)+", "/aaa"), "allow");
+  assert.equal(path("allow", "/(a+)+", "/aab"), undefined);
+  // A backreference runs only on a backtracking engine (RE2 refuses it too): it cannot be evaluated.
+  assert.equal(path("allow", "/(a)\\1", "/aa"), undefined, "an allow that cannot be evaluated never matches");
+  assert.equal(path("deny", "/(a)\\1", "/zz"), "deny", "a deny that cannot be evaluated always matches");
+  const header = (action: string, h: Record<string, unknown>) =>
+    permissionVerdict(perms([{ Action: action, HTTP: { Header: [{ Name: "x-a", ...h }] } }]), req({ headers: { "x-a": "aa" } }));
+  assert.equal(header("allow", { Regex: "(a)\\1" }), undefined);
+  assert.equal(header("deny", { Regex: "(a)\\1" }), "deny");
+  assert.equal(header("deny", { Regex: "(a)\\1", Invert: true }), "deny", "inverted or not, a deny fails closed");
+});

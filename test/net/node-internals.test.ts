@@ -6,7 +6,7 @@ import net from "node:net";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
 import { rawSocketOf, selfTestNodeInternals } from "../../src/net/index.js";
-import { readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
+import { linearRegExp, readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
 import { makeCa } from "../certs/fixtures.js";
 
 test("the start-up self-test finds every internal the data path uses working on this Node", async () => {
@@ -22,6 +22,17 @@ test("the start-up self-test reports an internal that stopped working", async (t
   const problems = await selfTestNodeInternals();
   assert.equal(problems.length, 1, problems.join("; "));
   assert.match(problems[0]!, /no longer sends a TCP reset/);
+});
+
+test("the start-up self-test reports a V8 without the linear-time regexp engine", async (t) => {
+  const v8 = await import("node:v8");
+  linearRegExp("a"); // the engine is switched on at first use; switch it off under the module
+  v8.setFlagsFromString("--no-enable-experimental-regexp-engine");
+  t.after(() => v8.setFlagsFromString("--enable-experimental-regexp-engine"));
+  assert.equal(linearRegExp("^a+$"), undefined, "no pattern compiles without the engine");
+  const problems = await selfTestNodeInternals();
+  assert.equal(problems.length, 1, problems.join("; "));
+  assert.match(problems[0]!, /no linear-time regexp engine/);
 });
 
 /** A TLS server on loopback and a client connected to it; resolves with both ends once handshaken. */

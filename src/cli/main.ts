@@ -107,8 +107,9 @@ async function runProxyCommand(opts: SidecarOptions, log: Logger): Promise<numbe
       () => {
         log.info({ admin: sidecar.adminUrl() }, "sidecar ready");
         // Start-up leaves ~5 MB of garbage and pooled V8 pages that an idle sidecar would otherwise
-        // keep until the release's first interval (10 s): look after 2 s of quiet instead.
-        memoryRelease?.checkAfter(2_000);
+        // keep for good (they are under the release's growth threshold): give them back after 2 s of
+        // quiet, or at the first quiet interval after that.
+        memoryRelease?.checkAfter(2_000, { anyGrowth: true });
       },
       (err: unknown) => {
         if (stopping) return;

@@ -8,6 +8,13 @@
 // same signals for a supervisor) with `node <flags> <execArgv> <script> <args>` before it has loaded
 // anything heavy. That works however the CLI was started: `npx connect-sidecar`, `node dist/src/cli.js`,
 // the demo's and tests' child processes. Flags the user gave (execArgv or NODE_OPTIONS) win.
+// Setting the flags at runtime instead was measured (Node 24.21) and does not do the same: only the
+// young generation could be bounded that way (--semi-space-growth-factor=1); --single-threaded-gc
+// set at runtime leaves V8's four GC helper threads at work (50–70 ms of CPU each under a 3 s
+// allocation churn, against 1–7 ms with the flag at launch), --v8-pool-size cannot be set after
+// start, and turning off the GC flags it implies one by one (--no-concurrent-marking,
+// --no-parallel-marking) aborts V8. The re-exec costs one Node boot (~30–40 ms of CPU; the 2 MiB
+// semi-space adds ~3 ms of scavenges to start-up). bench/README.md, "where the time and memory go".
 /** Node flags a `proxy` process runs with (each skipped when the user set that flag). */
 // --expose-gc: for the idle memory release (idle-memory-release.ts); no code but ours runs here.
 // --single-threaded-gc and --v8-pool-size=1: a proxy's heap is small (~15 MB) and its scavenges

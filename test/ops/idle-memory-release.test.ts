@@ -15,7 +15,7 @@ interface ChildReport {
   lines: Array<{ msg: string; rssBeforeMiB?: number; rssAfterMiB?: number }>;
 }
 
-async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle" | "soon" | "no-fds"): Promise<ChildReport> {
+async function runChild(flags: string[], mode: "quiet" | "busy" | "trickle" | "soon" | "no-fds" | "small" | "small-any"): Promise<ChildReport> {
   const { stdout } = await promisify(execFile)(process.execPath, [...flags, CHILD, mode], { timeout: 60_000 });
   return JSON.parse(stdout.trim().split("\n").pop()!) as ChildReport;
 }
@@ -54,6 +54,14 @@ test("checkAfter looks once after the given quiet time, long before the next int
   const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
   assert.equal(released.length, 1, JSON.stringify(r.lines));
   assert.ok(r.rssEnd < r.rssAfterChurn - 32 * MiB, `RSS ${Math.round(r.rssAfterChurn / MiB)} → ${Math.round(r.rssEnd / MiB)} MiB`);
+});
+
+test("a look asked for with anyGrowth releases what a small spell left, which the growth threshold alone keeps", async () => {
+  // What the sidecar asks for at ready: start-up's garbage is a few MB, under the threshold.
+  assertNotReleased(await runChild(["--expose-gc", "--max-semi-space-size=2"], "small"));
+  const r = await runChild(["--expose-gc", "--max-semi-space-size=2"], "small-any");
+  const released = r.lines.filter((l) => l.msg === "released idle memory to the OS");
+  assert.equal(released.length, 1, JSON.stringify(r.lines));
 });
 
 test("a look that cannot read RSS (EMFILE: no fd left) is skipped; the process lives on", async () => {

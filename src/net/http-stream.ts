@@ -507,7 +507,6 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     client.pause();
     s.pause();
     detachServer(s);
-    s.off("error", ignore);
     settled = true; // pipe() owns both sockets from here
     clearTimeout(headTimer);
     opts.signal.removeEventListener("abort", onAbort);

@@ -166,6 +166,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const closeInOrder = (): void => {
     if (closing) return;
     closing = true;
+    flushRange();
     rq = "closed";
     client.pause();
     server?.end();
@@ -198,7 +199,28 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const toServer = (b: Buffer): void => {
     if (server !== undefined && !server.write(b)) client.pause();
   };
+  // What one read of the server forwards as it came (a head and its body, say) is one range of that
+  // read, written once: [from, to) of `reading` (byte offsets in its ArrayBuffer).
+  let reading: Buffer | undefined;
+  let from = 0;
+  let to = 0;
+  const flushRange = (): void => {
+    if (reading === undefined || to === from || client.destroyed) return;
+    const b = reading.subarray(from - reading.byteOffset, to - reading.byteOffset);
+    from = to;
+    if (!client.write(b)) server?.pause();
+  };
   const toClient = (b: Buffer): void => {
+    const r = reading;
+    if (r !== undefined && b.buffer === r.buffer && b.byteOffset >= r.byteOffset && b.byteOffset + b.length <= r.byteOffset + r.length) {
+      if (b.byteOffset !== to) {
+        flushRange();
+        from = to = b.byteOffset;
+      }
+      to += b.length;
+      return;
+    }
+    flushRange();
     if (!client.write(b)) server?.pause();
   };
   const onClientDrain = (): void => void server?.resume();
@@ -377,8 +399,12 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   const onServerData = (chunk: Buffer): void => {
     bytesFromServer += chunk.length;
-    client.cork();
+    reading = chunk;
+    from = to = chunk.byteOffset;
+    client.cork(); // a rebuilt head and the body after it still leave in one write
     readAnswers(chunk);
+    flushRange();
+    reading = undefined;
     client.uncork();
   };
 
@@ -512,6 +538,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     opts.signal.removeEventListener("abort", onAbort);
     client.off("data", onClientData).off("end", onClientEnd).off("error", onClientError).off("close", onClientClose).off("drain", onClientDrain);
     client.setTimeout(0);
+    flushRange();
     if (rest.length > 0) client.write(rest);
     void pipe(client, s, { signal: opts.signal, idleTimeoutMs: opts.idleTimeoutMs, keepAliveMs: opts.keepAliveMs }).then((r) =>
       resolve({ reason: r.reason, bytesFromClient: bytesFromClient + r.bytesFromClient, bytesFromServer: bytesFromServer + r.bytesFromServer }),

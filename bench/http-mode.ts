@@ -2,7 +2,10 @@
 // http (switched live with a service-defaults entry, as users do), and the haproxy pair in `mode tcp`
 // and `mode http`. Same app, generators, pinning and CPU accounting as bench/run.ts; the paths are
 // interleaved per measurement and round. Prints a markdown table; writes nothing.
-//   node dist/bench/http-mode.js [--quick] [--rounds <n>]
+// The server's protocol reaches the client's upstream too (the agent resolves it into the upstream's
+// Config), so in http both sidecars parse; `--upstream-tcp` pins the client's upstream to tcp in its
+// registration, so that only the server's sidecar parses (as before the upstream side parsed).
+//   node dist/bench/http-mode.js [--quick] [--rounds <n>] [--upstream-tcp]
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessGroup } from "./harness/children.js";
@@ -55,7 +58,8 @@ async function main(): Promise<void> {
   log(`${rounds} round(s); ${machine.cpuModel}, ${machine.cores} cores; node ${machine.node}; ${tools.haproxy.version}; ${pinning.note}`);
 
   const { app, ports: appPorts } = await startApp(group, pinning.app);
-  const agentBase = await startAgentWithServices(appPorts);
+  const upstreamTcp = argv.includes("--upstream-tcp");
+  const agentBase = await startAgentWithServices(appPorts, upstreamTcp ? { serverUpstreamConfig: { protocol: "tcp" } } : {});
   const readyTimeoutMs = 45_000;
   const mesh: Mesh = await startMesh({ group, cliPath: join(repoRoot, "dist", "src", "cli.js"), cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs }, agentBase);
   const pairs: HaproxyPair[] = [];
@@ -126,7 +130,8 @@ async function main(): Promise<void> {
     ["CPU µs/req closed loop", (r) => r.cpuClosedUsPerReq, 1],
     ["CPU µs/req @16", (r) => r.cpuRps16UsPerReq, 1],
   ];
-  const out = [`HTTP mode vs layer 4, ${rounds} round(s), medians; ${machine.cores} cores, node ${machine.node}, ${tools.haproxy.version}`, ""];
+  const parsing = upstreamTcp ? "in http only the server's sidecar parses" : "in http both sidecars parse";
+  const out = [`HTTP mode vs layer 4 (${parsing}), ${rounds} round(s), medians; ${machine.cores} cores, node ${machine.node}, ${tools.haproxy.version}`, ""];
   out.push(`| path | ${cols.map((c) => c[0]).join(" | ")} |`, `|---|${cols.map(() => "---:").join("|")}|`);
   for (const p of paths) {
     const rs = figures.get(p.name)!;

@@ -53,7 +53,7 @@ const LOOPBACK = "127.0.0.1";
 export const STARTUP_SERVICE = "startup";
 
 /** Starts the dev agent (in this process) and registers client, server, bulk and startup with their sidecars. */
-export async function startAgentWithServices(app: { http: number; bulk: number }): Promise<{
+export async function startAgentWithServices(app: { http: number; bulk: number }, opts: { serverUpstreamConfig?: Record<string, unknown> } = {}): Promise<{
   agent: DevAgent;
   mgmt: AgentClient;
   upstreamPorts: { http: number; bulk: number };
@@ -86,7 +86,7 @@ export async function startAgentWithServices(app: { http: number; bulk: number }
       SidecarService: await sidecar(await pickFreePort(), {
         Proxy: {
           Upstreams: [
-            { DestinationName: "server", LocalBindAddress: LOOPBACK, LocalBindPort: upstreamPorts.http },
+            { DestinationName: "server", LocalBindAddress: LOOPBACK, LocalBindPort: upstreamPorts.http, ...(opts.serverUpstreamConfig ? { Config: opts.serverUpstreamConfig } : {}) },
             { DestinationName: "bulk", LocalBindAddress: LOOPBACK, LocalBindPort: upstreamPorts.bulk },
           ],
         },

@@ -129,21 +129,23 @@ async function serveInbound(c: InboundConn, s: InboundSettings, ctx: InboundCont
   clearTimeout(c.deadline);
   trackSource(c, ctx);
   c.stage = "app";
-  if (s.protocol === "http") {
+  const id = peer.value.id;
+  const http = s.protocol === "http" ? ctx.http.serve(hs.value, {
+    source: { uri: peer.value.uri, namespace: id.namespace, service: id.service },
+    app: s.app,
+    localConnectTimeoutMs: s.localConnectTimeoutMs,
+    idleTimeoutMs: s.idleTimeoutMs,
+    keepAliveMs: s.keepAliveMs,
+    signal: c.stop.signal,
+  }) : undefined;
+  if (http !== undefined) {
     c.http = true;
-    const id = peer.value.id;
-    const reason = await ctx.http.serve(hs.value, {
-      source: { uri: peer.value.uri, namespace: id.namespace, service: id.service },
-      app: s.app,
-      localConnectTimeoutMs: s.localConnectTimeoutMs,
-      idleTimeoutMs: s.idleTimeoutMs,
-      keepAliveMs: s.keepAliveMs,
-      signal: c.stop.signal,
-    });
-    c.bytesIn = hs.value.bytesRead;
-    c.bytesOut = hs.value.bytesWritten;
-    return reason;
+    const r = await http;
+    c.bytesIn = r.bytesIn;
+    c.bytesOut = r.bytesOut;
+    return r.reason;
   }
+  if (verdict !== "allow") return verdict; // admitted for its L7 intention, which layer 4 cannot enforce
   const app = await dialApp({ app: s.app, timeoutMs: s.localConnectTimeoutMs, signal: c.stop.signal, abortReason: (sig) => sig.reason as StopReason });
   if (!app.ok) return app.reason;
   c.app = app.value;

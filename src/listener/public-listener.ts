@@ -8,7 +8,7 @@ import type { ListenerProtocol } from "../agent/index.js";
 import type { Authorizer } from "../authz/index.js";
 import { createPeerIdentifier, type CertStore } from "../certs/index.js";
 import { ConfigError, formatAddress, isLoopbackHost } from "../net/index.js";
-import { bindListenerMetrics, type Logger, type Metrics } from "../ops/index.js";
+import { bindHttpMetrics, bindListenerMetrics, type Logger, type Metrics } from "../ops/index.js";
 import type { AppAddress } from "./dial-app.js";
 import {
   LISTENER,
@@ -20,7 +20,6 @@ import {
   type InboundContext,
 } from "./inbound-connection.js";
 import { createHttpInbound } from "./http-inbound.js";
-import { bindHttpMetrics } from "./http-metrics.js";
 import { serverTlsOptions } from "./tls-options.js";
 
 export interface PublicListenerOptions {
@@ -156,7 +155,6 @@ export async function startPublicListener(opts: PublicListenerOptions, deps: Pub
       }
       unsubscribeCerts();
       unsubscribeRevoke();
-      ctx.http.close();
     })();
     return closing;
   }

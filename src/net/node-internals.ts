@@ -106,6 +106,167 @@ export function linearRegExp(source: string): RegExp | undefined {
   }
 }
 
+// ---- llhttp, Node's HTTP/1.1 parser, for heads and chunked bodies ----
+//
+// Node's HTTPParser (the binding behind node:http, exported by the `_http_common` module) used to
+// find where messages begin and end in a byte stream that is forwarded as it is (http-stream.ts).
+// Two of its behaviours are relied on: a head callback returning 2 ("upgrade": no body, pause)
+// makes execute() stop right after the head and return its length, without an Error object; and
+// after a message of a `Connection: close` head, the next byte is refused with
+// HPE_CLOSED_CONNECTION one past it, which finds the end of a chunked body the parser walked.
+
+interface NodeHttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(buf: Buffer): number | (Error & { code?: string; bytesParsed?: number });
+  [k: number]: unknown;
+}
+interface HttpParserModule {
+  HTTPParser: { new (): NodeHttpParser; REQUEST: number; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number };
+  methods: string[];
+}
+let parserModule: HttpParserModule | null | undefined; // undefined: not looked up yet; null: missing
+
+function findParserModule(): HttpParserModule | null {
+  if (parserModule !== undefined) return parserModule;
+  try {
+    const m = process.getBuiltinModule("_http_common") as unknown as Partial<HttpParserModule> | undefined;
+    const P = m?.HTTPParser;
+    parserModule = P !== undefined && typeof P.kOnHeadersComplete === "number" && Array.isArray(m?.methods) ? (m as HttpParserModule) : null;
+  } catch {
+    parserModule = null;
+  }
+  return parserModule;
+}
+
+/** One message head as llhttp parsed it. Header names keep their case; `headers` is flat: name, value, … */
+export interface HttpHead {
+  versionMajor: number;
+  versionMinor: number;
+  headers: string[];
+  /** Requests: the method ("GET"); responses: "". */
+  method: string;
+  /** Requests: the request target as sent; responses: "". */
+  url: string;
+  /** Responses: the status code; requests: 0. */
+  statusCode: number;
+  statusMessage: string;
+  /** Connection: upgrade with an Upgrade field, or CONNECT. */
+  upgrade: boolean;
+  keepAlive: boolean;
+}
+
+/** A parse failure: llhttp's code (HPE_…) and why. */
+export interface HttpParseError { code: string; reason: string }
+
+/** Finds heads: execute() returns the offset just past a complete head, -1 when it needs more bytes, or the error. */
+export interface HeadParser {
+  /** Parses buf[start, end) from where the last call stopped; the head found is `head`. */
+  execute(buf: Buffer, start: number): number | HttpParseError;
+  readonly head: HttpHead;
+  /** Forgets the message: the next byte begins a new one. */
+  reset(): void;
+}
+
+/** Finds the end of a chunked body: execute() returns the offset just past it, -1 when it needs more bytes, or the error. */
+export interface ChunkedBodyWalker {
+  execute(buf: Buffer, start: number): number | HttpParseError;
+  /** Starts a new body. */
+  reset(): void;
+}
+
+const EMPTY_HEAD: HttpHead = { versionMajor: 1, versionMinor: 1, headers: [], method: "", url: "", statusCode: 0, statusMessage: "", upgrade: false, keepAlive: true };
+const HPE_CLOSED_CONNECTION = "HPE_CLOSED_CONNECTION";
+const PAUSE_AFTER_HEAD = 2; // llhttp: "no body, and stop here" (what Node returns for an upgrade)
+
+function parseError(r: Error & { code?: string }): HttpParseError {
+  return { code: r.code ?? "HPE_UNKNOWN", reason: (r as { reason?: string }).reason ?? r.message };
+}
+
+/**
+ * A head parser for requests or responses; undefined when this Node has no usable HTTPParser (the
+ * caller then proxies at layer 4 and says so).
+ */
+export function createHeadParser(kind: "request" | "response"): HeadParser | undefined {
+  const m = findParserModule();
+  if (m === null) return undefined;
+  const { HTTPParser, methods } = m;
+  const type = kind === "request" ? HTTPParser.REQUEST : HTTPParser.RESPONSE;
+  const p = new HTTPParser();
+  const resource = {};
+  let head = EMPTY_HEAD;
+  let more: string[] | undefined; // fields flushed early (over 32 of them, or a head split across reads)
+  let moreUrl = "";
+  let done = false;
+  p[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
+    (more ??= []).push(...headers);
+    moreUrl += url;
+  };
+  p[HTTPParser.kOnHeadersComplete] = (
+    versionMajor: number, versionMinor: number, headers: string[] | undefined, method: number | undefined, url: string | undefined,
+    statusCode: number | undefined, statusMessage: string | undefined, upgrade: boolean, keepAlive: boolean,
+  ): number => {
+    const all = more === undefined ? (headers ?? []) : headers === undefined ? more : more.concat(headers);
+    head = {
+      versionMajor, versionMinor, headers: all,
+      method: method === undefined ? "" : (methods[method] ?? ""),
+      url: moreUrl + (url ?? ""),
+      statusCode: statusCode ?? 0, statusMessage: statusMessage ?? "", upgrade, keepAlive,
+    };
+    done = true;
+    return PAUSE_AFTER_HEAD;
+  };
+  const reset = (): void => {
+    p.initialize(type, resource, 0, 0);
+    more = undefined;
+    moreUrl = "";
+    done = false;
+  };
+  reset();
+  return {
+    execute(buf, start) {
+      const r = p.execute(start === 0 ? buf : buf.subarray(start));
+      if (typeof r !== "number") return parseError(r);
+      return done ? start + r : -1;
+    },
+    get head() {
+      return head;
+    },
+    reset,
+  };
+}
+
+/** A chunked-body walker; undefined when this Node has no usable HTTPParser. */
+export function createChunkedBodyWalker(): ChunkedBodyWalker | undefined {
+  const m = findParserModule();
+  if (m === null) return undefined;
+  const { HTTPParser } = m;
+  const p = new HTTPParser();
+  const resource = {};
+  let complete = false;
+  p[HTTPParser.kOnHeadersComplete] = () => 0;
+  p[HTTPParser.kOnBody] = () => {};
+  p[HTTPParser.kOnMessageComplete] = () => void (complete = true);
+  // The body is walked as that of a made-up head that closes the connection after it (see above).
+  const prelude = Buffer.from("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", "latin1");
+  const reset = (): void => {
+    p.initialize(HTTPParser.REQUEST, resource, 0, 0);
+    complete = false;
+    p.execute(prelude);
+  };
+  reset();
+  return {
+    execute(buf, start) {
+      if (complete) return start;
+      const r = p.execute(start === 0 ? buf : buf.subarray(start));
+      if (typeof r === "number") return complete ? start + r : -1;
+      // The first byte after the body is refused one past it (CR and LF are skipped first).
+      if (r.code === HPE_CLOSED_CONNECTION && complete) return start + (r.bytesParsed ?? 1) - 1;
+      return parseError(r);
+    },
+    reset,
+  };
+}
+
 // ---- the self-test ----
 
 /**
@@ -120,6 +281,8 @@ export async function selfTestNodeInternals(): Promise<string[]> {
   // A backreference compiles on the backtracking engine only: refused means the linear one ran it.
   if (linearRegExp("^(?:(a+)+)$")?.test("aab") !== false || linearRegExp("(a)\\1") !== undefined)
     problems.push("V8 has no linear-time regexp engine: L7 intention regexes cannot be evaluated, so an allow with one never matches and a deny with one always does");
+  const httpProblem = selfTestHttpParser();
+  if (httpProblem !== undefined) problems.push(httpProblem);
   const server = createServer();
   const sockets: Socket[] = [];
   try {
@@ -150,6 +313,24 @@ export async function selfTestNodeInternals(): Promise<string[]> {
     server.close();
   }
   return problems;
+}
+
+/** What is wrong with llhttp as http-stream.ts uses it, or undefined. Pure: no socket needed. */
+function selfTestHttpParser(): string | undefined {
+  const heads = createHeadParser("request");
+  const bodies = createChunkedBodyWalker();
+  if (heads === undefined || bodies === undefined) return "node has no HTTPParser (_http_common): listeners whose protocol is http are proxied at layer 4";
+  const head = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const body = "3\r\nabc\r\n0\r\n\r\n";
+  const bytes = Buffer.from(`${head}${body}GET / HTTP/1.1\r\n\r\n`, "latin1");
+  const h = heads.execute(bytes, 0);
+  if (h !== head.length || heads.head.method !== "POST" || heads.head.url !== "/x") {
+    return "llhttp no longer stops after a request head: listeners whose protocol is http cannot find their requests";
+  }
+  if (bodies.execute(bytes, h) !== head.length + body.length) {
+    return "llhttp no longer finds the end of a chunked body: listeners whose protocol is http cannot find their requests";
+  }
+  return undefined;
 }
 
 const SELF_TEST_MS = 2_000;

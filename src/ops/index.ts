@@ -2,6 +2,8 @@ export { collectProcessMetrics, createMetrics } from "./metrics.js";
 export type { Metrics } from "./metrics.js";
 export { bindListenerMetrics } from "./listener-metrics.js";
 export type { ListenerMetrics } from "./listener-metrics.js";
+export { bindHttpMetrics, recordHttpExchange } from "./http-metrics.js";
+export type { HttpMetrics } from "./http-metrics.js";
 export { createLogger } from "./logger.js";
 export type { Logger, LoggerOptions } from "./logger.js";
 export { startAdminServer } from "./admin-server.js";

@@ -229,6 +229,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       logConnections: opts.logConnections,
       idleTimeoutMs: opts.idleTimeoutMs ?? 0,
       keepAliveMs: opts.tcpKeepAliveMs ?? 0, maxConns: opts.maxConns ?? 0,
+      accessLog: opts.accessLog !== false,
     });
     started.upstreams = upstreams;
     parts.add(upstreamListenersPart(upstreams, { graceLeftMs: () => (shutdownStartedMs ?? now()) + (opts.shutdownGracePeriodMs ?? 0) - now(), signal: hardStop.signal }, log));

@@ -1,6 +1,6 @@
 // One upstream entry, checked once and turned into what a listener needs (STYLE §2): the bind, the
 // destination, the connect timeout. Consul's quirks we do not copy are noted where they differ.
-import type { Upstream } from "../agent/index.js";
+import { protocolOf, type ListenerProtocol, type Upstream } from "../agent/index.js";
 import { ConfigError, formatAddress } from "../net/index.js";
 
 /** spec §6.1: per-upstream `Config.connect_timeout_ms`, default 10 000. */
@@ -24,6 +24,11 @@ export interface UpstreamSpec {
   connectTimeoutMs: number;
   /** Metric/log label: `upstream:<DestinationName>` (architecture: listener label values). */
   listenerLabel: string;
+  /**
+   * Config.protocol as the agent resolved it (the destination's service-defaults Protocol, else
+   * proxy-defaults', unless the registration sets one): "http" parses requests; else bytes.
+   */
+  protocol: ListenerProtocol;
 }
 
 /**
@@ -51,6 +56,7 @@ export function toUpstreamSpec(u: Upstream, field: string, opts: { allowEphemera
     bind,
     connectTimeoutMs: parseConnectTimeoutMs(u.config.connect_timeout_ms, `${field}.Config.connect_timeout_ms`),
     listenerLabel: `upstream:${u.destinationName}`,
+    protocol: protocolOf(u.config, `${field}.Config.protocol`),
   };
 }
 

@@ -12,11 +12,13 @@ import {
   formatHostPort,
   pipe,
   settlesWithin,
+  streamHttp,
+  type PipeResult,
   type Result,
   type UpstreamCloseReason,
   type UpstreamRejectReason,
 } from "../net/index.js";
-import { bindListenerMetrics, type ListenerMetrics, type Logger, type Metrics } from "../ops/index.js";
+import { bindHttpMetrics, bindListenerMetrics, recordHttpExchange, type HttpMetrics, type ListenerMetrics, type Logger, type Metrics } from "../ops/index.js";
 import { dialInstance, type ClientTls, type ClientTlsContext } from "./client-tls.js";
 import { startDiscovery, type Discovery } from "./discovery.js";
 import { createInstanceSet, type Instance, type InstanceSet } from "./instance-set.js";
@@ -29,6 +31,8 @@ export interface Route {
   readonly instances: InstanceSet;
   readonly discovery: Discovery;
   readonly metrics: ListenerMetrics;
+  /** Per-request metrics, for connections accepted while the protocol is http. */
+  readonly http: HttpMetrics;
 }
 
 export interface RouteDeps {
@@ -57,6 +61,7 @@ export function createRoute(spec: UpstreamSpec, deps: RouteDeps): Route {
     instances,
     discovery: startDiscovery(spec, instances, { agent: deps.agent, log: deps.log, now: deps.now }),
     metrics: bindListenerMetrics(deps.metrics, label),
+    http: bindHttpMetrics(deps.metrics, label),
   };
 }
 
@@ -84,6 +89,9 @@ interface ConnCtx {
   shutdown: AbortSignal;
   metrics: Metrics;
   pipe: { idleTimeoutMs: number; keepAliveMs: number };
+  /** One log line per HTTP request (protocol http). */
+  accessLog: boolean;
+  log: Logger;
 }
 
 type Connected = { sock: TLSSocket; inst: Instance };
@@ -99,11 +107,24 @@ async function serveUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: Co
   rec.instance = inst.address;
   rec.proxied = true;
   inst.active++;
-  const r = await pipe(client, sock, { signal: ctx.shutdown, ...ctx.pipe });
+  // The protocol is read at accept, as every setting of a connection: a change applies to new ones.
+  const http = route.spec.protocol === "http" ? serveHttp(client, sock, route, inst, ctx) : undefined;
+  const r = await (http ?? pipe(client, sock, { signal: ctx.shutdown, ...ctx.pipe }));
   inst.active--;
   rec.bytesFromClient = r.bytesFromClient;
   rec.bytesFromServer = r.bytesFromServer;
   return r.reason;
+}
+
+/** Proxies the connection's HTTP/1.1 requests, counted per request; undefined when this Node cannot parse them. */
+function serveHttp(client: Socket, sock: TLSSocket, route: Route, inst: Instance, ctx: ConnCtx): Promise<PipeResult> | undefined {
+  const label = route.spec.listenerLabel;
+  return streamHttp(client, {
+    server: sock,
+    onExchange: recordHttpExchange({ metrics: route.http, log: ctx.log, accessLog: ctx.accessLog, fields: { listener: label, instance: inst.address } }),
+    signal: ctx.shutdown,
+    ...ctx.pipe,
+  })?.done;
 }
 
 /**
@@ -202,6 +223,8 @@ export interface UpstreamListenerDeps {
   pipe: { idleTimeoutMs: number; keepAliveMs: number };
   /** Live connections this listener carries at most; one more is refused with max_conns. 0: no limit. */
   maxConns: number;
+  /** One log line per HTTP request on connections accepted while the protocol is http. */
+  accessLog: boolean;
 }
 
 /** A bound upstream listener. Its route (destination) can be swapped without touching the socket. */
@@ -229,7 +252,7 @@ export interface UpstreamListener {
 export async function startUpstreamListener(route: Route, deps: UpstreamListenerDeps): Promise<UpstreamListener> {
   const bind = route.spec.bind;
   const shutdown = new AbortController();
-  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics, pipe: deps.pipe };
+  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics, pipe: deps.pipe, accessLog: deps.accessLog, log: deps.log };
   let live = 0;
   let closing: Promise<void> | undefined;
   let onIdle: (() => void) | undefined;

@@ -69,6 +69,8 @@ export interface UpstreamsDeps {
   keepAliveMs?: number;
   /** Live connections each upstream listener carries at most (each its own count); 0 or absent: no limit. */
   maxConns?: number;
+  /** One log line per HTTP request (upstreams whose protocol is http). Default true. */
+  accessLog?: boolean;
 }
 
 /** Thrown by apply() when some listeners could not be bound; the others were applied. */
@@ -101,6 +103,7 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
     logConnections: deps.logConnections ?? true,
     pipe: { idleTimeoutMs: deps.idleTimeoutMs ?? 0, keepAliveMs: deps.keepAliveMs ?? 0 },
     maxConns: deps.maxConns ?? 0,
+    accessLog: deps.accessLog ?? true,
   };
   const listeners = new Map<string, UpstreamListener>(); // by bindKey, in apply order
   const retiring = new Set<UpstreamListener>(); // removed, still finishing live connections
@@ -138,7 +141,8 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
         const route = createRoute(spec, routeDeps);
         try {
           const started = await startUpstreamListener(route, listenerDeps);
-          deps.log.info({ listener: spec.listenerLabel, bind: started.address(), connectTimeoutMs: spec.connectTimeoutMs }, "upstream listener started");
+          deps.log.info({ listener: spec.listenerLabel, bind: started.address(), connectTimeoutMs: spec.connectTimeoutMs, protocol: spec.protocol }, "upstream listener started");
+          if (spec.protocol !== "tcp") logProtocol(spec, deps.log);
           return started;
         } catch (err) {
           closeRoute(route);
@@ -155,7 +159,9 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
         deps.log.info({ listener: spec.listenerLabel, was: old.spec.listenerLabel, bind: l.address() }, "upstream destination changed");
       } else if (l.route.spec !== spec) {
         const modeChanged = socketMode(l.route.spec) !== socketMode(spec);
+        const protocolChanged = l.route.spec.protocol !== spec.protocol;
         l.route.spec = spec;
+        if (protocolChanged) logProtocol(spec, deps.log);
         if (modeChanged) await l.applySocketMode().catch((err: unknown) => void failures.push({ bind: spec.bindKey, code: (err as NodeJS.ErrnoException).code, message: (err as Error).message }));
       }
       return l;
@@ -235,6 +241,14 @@ export function createUpstreams(deps: UpstreamsDeps): UpstreamsManager {
       for (const l of retiring) l.destroy();
     },
   };
+}
+
+/** Says how the listener's new connections are handled under its protocol. */
+function logProtocol(spec: UpstreamSpec, log: Logger): void {
+  const { listenerLabel: listener, protocol } = spec;
+  if (protocol === "http") log.info({ listener, protocol }, "new connections are served as HTTP/1.1: per-request metrics and access log");
+  else if (protocol === "tcp") log.info({ listener, protocol }, "new connections are proxied at layer 4");
+  else log.warn({ listener, protocol }, `protocol ${protocol} is proxied at layer 4 (bytes only)`);
 }
 
 function socketMode(s: UpstreamSpec): number | undefined {

@@ -45,6 +45,8 @@ async function startHttpApp(t: TestContext): Promise<{ port: number; server: Ser
       };
       return write();
     }
+    const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+    if (status !== null) res.statusCode = Number(status[1]);
     req.resume();
     res.setHeader("x-app-saw-connection", String(req.headers.connection ?? ""));
     res.setHeader("x-app-saw-foo", String(req.headers["x-foo"] ?? ""));
@@ -96,8 +98,9 @@ async function httpMesh(t: TestContext, opts: { protocol?: "http" | "tcp"; aclsE
   await registerApp(mesh, { name: "web", appPort: 1, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
   const apiLog = captureLog();
   const api = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" }, { log: apiLog.log });
-  await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" });
-  return { mesh, app, upstreamPort, api, apiLog };
+  const webLog = captureLog();
+  const web = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" }, { log: webLog.log });
+  return { mesh, app, upstreamPort, api, apiLog, web, webLog };
 }
 
 const L7_RULES = {
@@ -284,4 +287,56 @@ test("a draining sidecar closes idle HTTP keep-alive connections instead of wait
   assert.equal(first.status, 200);
   // One idle keep-alive connection is open through api's public listener: the drain must not wait for it.
   assert.equal(await api.sidecar.close(10_000), 0, "drained without cutting (1 would mean the drain timed out)");
+});
+
+test("the upstream listener of an http destination counts each request by method and status class, logs it, and follows a protocol change live", async (t) => {
+  const { mesh, upstreamPort, web, webLog } = await httpMesh(t);
+  await putEntry(mesh, L7_RULES);
+  const upstream = 'listener="upstream:api"';
+  const count = async (...match: string[]): Promise<number> => sumMetric(await scrape(web.sidecar.adminUrl()), "connect_sidecar_http_requests_total", upstream, ...match);
+  // The destination's service-defaults made web's upstream http too (the agent resolves it into the upstream's Config).
+  await until(async () => (await get(upstreamPort, new Agent(), "/public").catch(() => undefined))?.status === 200, "GET /public allowed");
+  const before = await count();
+  assert.ok(before >= 1, "requests through web's upstream are counted");
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+
+  const made: Array<[string, string, number]> = [
+    ["GET", "/public", 200],
+    ["GET", "/items/7", 200],
+    ["POST", "/upload", 200],
+    ["PUT", "/items/8", 200],
+    ["GET", "/private", 403], // api's sidecar refuses it: web's upstream sees the 403 go by
+    ["DELETE", "/admin/x", 403],
+  ];
+  for (const [method, path, status] of made) {
+    const r = await get(upstreamPort, agent, path, { method, body: method === "GET" || method === "DELETE" ? undefined : Buffer.from("x") });
+    assert.equal(r.status, status, `${method} ${path}`);
+  }
+  // curl, on its own connection: one more GET 2xx.
+  const curl = await run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${upstreamPort}/public`]);
+  assert.equal(curl.stdout, "200");
+  await until(async () => (await count()) === before + made.length + 1, "every request counted");
+  assert.equal(await count('method_class="GET"', 'code_class="2xx"'), before + 3, "GET 2xx: /public, /items/7 and curl's, beside the wait's");
+  assert.equal(await count('method_class="POST"', 'code_class="2xx"'), 1);
+  assert.equal(await count('method_class="PUT"', 'code_class="2xx"'), 1);
+  assert.equal(await count('method_class="GET"', 'code_class="4xx"'), 1);
+  assert.equal(await count('method_class="DELETE"', 'code_class="4xx"'), 1);
+  const series = await scrape(web.sidecar.adminUrl());
+  assert.equal(sumMetric(series, "connect_sidecar_http_request_duration_seconds_count", upstream), before + made.length + 1);
+  assert.equal(sumMetric(series, "connect_sidecar_http_requests_denied_total", upstream), 0, "an upstream denies nothing itself");
+  const lines = webLog.lines.filter((l) => l.msg === "http request" && l.listener === "upstream:api");
+  assert.equal(lines.length, before + made.length + 1, "one access-log line per request");
+  const del = lines.find((l) => l.method === "DELETE");
+  assert.deepEqual([del?.path, del?.status], ["/admin/x", 403]);
+
+  // api back to tcp (and a layer-4 allow, which its L7 intention is not): web's upstream proxies new
+  // connections as bytes, uncounted.
+  await setIntention(mesh, "web", "api", "allow");
+  await putEntry(mesh, { Kind: "service-defaults", Name: "api", Protocol: "tcp" });
+  await webLog.waitFor("new connections are proxied at layer 4");
+  const counted = await count();
+  // The allow reaches api's sidecar on its own watch: a fresh connection may be refused until then.
+  await until(async () => (await get(upstreamPort, new Agent({ keepAlive: false }), "/public").catch(() => undefined))?.status === 200, "GET through at layer 4");
+  assert.equal(await count(), counted, "new connections after the change are not parsed");
 });

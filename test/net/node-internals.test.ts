@@ -35,6 +35,22 @@ test("the start-up self-test reports a V8 without the linear-time regexp engine"
   assert.match(problems[0]!, /no linear-time regexp engine/);
 });
 
+test("the start-up self-test reports an HTTP parser that no longer stops after a request head", async (t) => {
+  // llhttp parses on past the head (as a Node that ignored the head callback's answer would): the
+  // HTTP mode could not find where a request's body begins.
+  type Parser = { prototype: { execute(this: unknown, b: Buffer): unknown } };
+  const { HTTPParser } = process.getBuiltinModule("_http_common") as unknown as { HTTPParser: Parser };
+  const execute = HTTPParser.prototype.execute;
+  t.after(() => void (HTTPParser.prototype.execute = execute));
+  HTTPParser.prototype.execute = function (b: Buffer) {
+    const r = execute.call(this, b);
+    return typeof r === "number" ? b.length : r;
+  };
+  const problems = await selfTestNodeInternals();
+  assert.equal(problems.length, 1, problems.join("; "));
+  assert.match(problems[0]!, /no longer stops after a request head/);
+});
+
 /** A TLS server on loopback and a client connected to it; resolves with both ends once handshaken. */
 async function tlsPair(t: TestContext): Promise<{ server: tls.TLSSocket; client: tls.TLSSocket; raw: net.Socket }> {
   const ca = await makeCa();

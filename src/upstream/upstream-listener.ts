@@ -13,6 +13,7 @@ import {
   pipe,
   settlesWithin,
   streamHttp,
+  type HttpStream,
   type PipeResult,
   type Result,
   type UpstreamCloseReason,
@@ -92,6 +93,8 @@ interface ConnCtx {
   /** One log line per HTTP request (protocol http). */
   accessLog: boolean;
   log: Logger;
+  /** Live HTTP connections, drained when the listener closes; `draining` once it has begun to. */
+  http: { readonly streams: Set<HttpStream>; draining: boolean };
 }
 
 type Connected = { sock: TLSSocket; inst: Instance };
@@ -119,12 +122,18 @@ async function serveUpstream(client: Socket, route: Route, ctx: ConnCtx, rec: Co
 /** Proxies the connection's HTTP/1.1 requests, counted per request; undefined when this Node cannot parse them. */
 function serveHttp(client: Socket, sock: TLSSocket, route: Route, inst: Instance, ctx: ConnCtx): Promise<PipeResult> | undefined {
   const label = route.spec.listenerLabel;
-  return streamHttp(client, {
+  const stream = streamHttp(client, {
     server: sock,
     onExchange: recordHttpExchange({ metrics: route.http, log: ctx.log, accessLog: ctx.accessLog, fields: { listener: label, instance: inst.address } }),
     signal: ctx.shutdown,
     ...ctx.pipe,
-  })?.done;
+  });
+  if (stream === undefined) return undefined;
+  // A closing listener waits for its connections: a keep-alive one would hold it until the idle
+  // timeout or the grace period's end, so it closes once no request is in flight.
+  ctx.http.streams.add(stream);
+  if (ctx.http.draining) stream.drain();
+  return stream.done.finally(() => ctx.http.streams.delete(stream));
 }
 
 /**
@@ -252,7 +261,16 @@ export interface UpstreamListener {
 export async function startUpstreamListener(route: Route, deps: UpstreamListenerDeps): Promise<UpstreamListener> {
   const bind = route.spec.bind;
   const shutdown = new AbortController();
-  const ctx: ConnCtx = { certs: deps.certs, tls: deps.tls, shutdown: shutdown.signal, metrics: deps.metrics, pipe: deps.pipe, accessLog: deps.accessLog, log: deps.log };
+  const ctx: ConnCtx = {
+    certs: deps.certs,
+    tls: deps.tls,
+    shutdown: shutdown.signal,
+    metrics: deps.metrics,
+    pipe: deps.pipe,
+    accessLog: deps.accessLog,
+    log: deps.log,
+    http: { streams: new Set(), draining: false },
+  };
   let live = 0;
   let closing: Promise<void> | undefined;
   let onIdle: (() => void) | undefined;
@@ -276,6 +294,8 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close();
+        ctx.http.draining = true;
+        for (const stream of ctx.http.streams) stream.drain();
         if (bind.kind === "unix") unlinkQuietly(bind.path); // new clients get ENOENT, not a dead socket
         if (live === 0) return resolve();
         onIdle = resolve;

@@ -289,6 +289,17 @@ test("a draining sidecar closes idle HTTP keep-alive connections instead of wait
   assert.equal(await api.sidecar.close(10_000), 0, "drained without cutting (1 would mean the drain timed out)");
 });
 
+test("a closing sidecar closes idle HTTP keep-alive connections on its upstream listener instead of waiting for its drain timeout", async (t) => {
+  const { mesh, upstreamPort, web } = await httpMesh(t);
+  await setIntention(mesh, "web", "api", "allow");
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  await until(async () => (await get(upstreamPort, new Agent(), "/hello").catch(() => undefined))?.status === 200, "GET through");
+  assert.equal((await get(upstreamPort, agent, "/hello")).status, 200);
+  // One idle keep-alive connection is open on web's upstream listener: closing must not wait for it.
+  assert.equal(await web.sidecar.close(10_000), 0, "closed without cutting (1 would mean the drain timed out)");
+});
+
 test("the upstream listener of an http destination counts each request by method and status class, logs it, and follows a protocol change live", async (t) => {
   const { mesh, upstreamPort, web, webLog } = await httpMesh(t);
   await putEntry(mesh, L7_RULES);

@@ -16,8 +16,8 @@
 // Bodies are streamed with backpressure, never held: only heads are buffered until complete.
 import type { Socket } from "node:net";
 import { errorCloseReason, type PipeCloseReason } from "./close-reason.js";
-import { createChunkedBodyWalker, createHeadParser, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
-import { cut, pipe, type PipeResult } from "./pipe.js";
+import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
+import { cut, pipe, scratchBuffer, type PipeResult } from "./pipe.js";
 
 export type { HttpHead } from "./node-internals.js";
 
@@ -60,6 +60,22 @@ export interface HttpStream {
   readonly done: Promise<PipeResult>;
   /** Closes the connection now when no request is in flight, else after the answer in flight (which says Connection: close). */
   drain(): void;
+}
+
+/**
+ * Makes each read of `sock` land in the process's scratch buffer and reach `onData` as a right-sized
+ * copy, instead of Node's new 64 KiB ArrayBuffer per read (cut to size after the read): the same
+ * chunks as 'data' events, which stream's logic keeps (held heads, a backlog), at less cost per read.
+ * What the socket read before this stays in its readable buffer and still comes as 'data' (which
+ * `onData` also handles) when it is resumed, ahead of any later read. pause()/resume() work as before.
+ */
+function readOwnCopies(sock: Socket, onData: (chunk: Buffer) => void): void {
+  readIntoScratch(sock, scratchBuffer(), (n, buf) => {
+    const chunk = Buffer.allocUnsafe(n); // small reads come from Node's pool
+    buf.copy(chunk, 0, 0, n);
+    onData(chunk);
+    return true;
+  });
 }
 
 /** True when this Node's parser is usable (see node-internals.ts); else HTTP is proxied at layer 4. */
@@ -515,6 +531,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const attachServer = (s: Socket): void => {
     server = s;
     s.on("data", onServerData).on("end", onServerEnd).on("error", onServerError).on("close", onServerClose).on("drain", onServerDrain);
+    readOwnCopies(s, onServerData);
     s.setNoDelay(true);
     if (opts.keepAliveMs > 0) s.setKeepAlive(true, opts.keepAliveMs);
     s.resume(); // a dialer may have paused it; adding 'data' does not undo that
@@ -550,6 +567,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   // ---- start ----
 
   client.on("data", onClientData).on("end", onClientEnd).on("error", onClientError).on("close", onClientClose).on("drain", onClientDrain);
+  readOwnCopies(client, onClientData);
   client.setNoDelay(true);
   if (opts.keepAliveMs > 0) client.setKeepAlive(true, opts.keepAliveMs);
   // Any byte either way passes through the client's socket, whose timer both refresh.

@@ -53,6 +53,19 @@ export function readIntoScratch(sock: Socket, scratch: Buffer, onRead: (n: numbe
   return true;
 }
 
+/**
+ * Hands the reads of a socket that readIntoScratch() set up to another callback (a connection that
+ * turns from HTTP to raw bytes changes hands, its scratch and handle as they are). Returns false,
+ * changing nothing, when the socket does not read into a scratch buffer.
+ */
+export function replaceScratchReader(sock: Socket, onRead: (n: number, buf: Buffer) => boolean): boolean {
+  const sym = findScratchSymbols();
+  const s = sock as SocketInternals;
+  if (sym === null || s[sym.buffer] == null) return false;
+  s[sym.callback] = onRead;
+  return true;
+}
+
 // ---- the TCP socket under a TLS socket ----
 
 /** The socket that tls.Server's 'connection' event saw, for the TLS socket it wrapped in place. */

@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
-import { readIntoScratch, resetOnDestroy } from "./node-internals.js";
+import { readIntoScratch, replaceScratchReader, resetOnDestroy } from "./node-internals.js";
 
 export interface PipeOptions {
   /** Aborting ends both sockets at once; the reason is `signal.reason` when it is a PipeCloseReason, else "shutdown". */
@@ -30,6 +30,11 @@ let sharedScratch: Buffer | undefined;
 // Bytes moved by every pipe of the process, so far: one add per chunk tells a process-wide "traffic
 // flowed" (the idle memory release must never pause a process that is carrying requests, however few).
 let bytesMoved = 0;
+
+/** The one buffer every proxied read of the process lands in (see readIntoScratch). */
+export function scratchBuffer(): Buffer {
+  return (sharedScratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+}
 
 /** Bytes every pipe of this process has moved, both ways, since it started. */
 export function bytesPiped(): number {
@@ -196,11 +201,12 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     // What a socket read before we attached goes first (a full peer pauses the reader on its next
     // read, and its 'drain' resumes it); then every read goes to the scratch, or 'data' events where
     // this Node cannot do that.
-    const scratch = (sharedScratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+    const scratch = scratchBuffer();
     for (let c: Buffer | null = client.read(); c !== null; c = client.read()) onClientData(c);
     for (let c: Buffer | null = server.read(); c !== null; c = server.read()) onServerData(c);
-    if (!readIntoScratch(client, scratch, onClientRead)) client.on("data", onClientData);
-    if (!readIntoScratch(server, scratch, onServerRead)) server.on("data", onServerData);
+    // A socket that reads into the scratch already (an HTTP connection turned raw) changes hands.
+    if (!readIntoScratch(client, scratch, onClientRead) && !replaceScratchReader(client, onClientRead)) client.on("data", onClientData);
+    if (!readIntoScratch(server, scratch, onServerRead) && !replaceScratchReader(server, onServerRead)) server.on("data", onServerData);
     // A caller may have paused a socket (say, while authorizing); adding 'data' does not undo that.
     client.resume();
     server.resume();

@@ -155,6 +155,9 @@ export function measureNewConns(ctx: MeasureContext, p: LivePath, round: RoundFi
     const r = await rate(ctx, p.http, 16, ctx.settings.connRateS, true);
     round.newConnsPerS = r.perSecond;
     if (r.errors > 0) round.notes.push(`new connections: ${r.errors} errors`);
+    // Nothing completed and nothing failed: every connection was still waiting when the window closed
+    // (the path stalled for all of it: a machine too busy to run it, or a pause). Said, not hidden.
+    else if (r.perSecond === 0) round.notes.push(`new connections: none completed in the ${ctx.settings.connRateS} s window, and none failed: the path stalled`);
   });
 }
 

@@ -65,6 +65,8 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
     const why = `${p.id}: ${round.notes.join(" | ")}`;
     for (const k of LATENCY_AND_RATES) {
       assert.equal(typeof round[k], "number", `${p.id}.${k} is a number (${why})`);
+      // A one-second window on a machine too busy to run the path completes nothing; then it says so.
+      if (k === "newConnsPerS" && round[k] === 0 && round.notes.some((n) => n.startsWith("new connections: none completed"))) continue;
       assert.ok(Number.isFinite(round[k] as number) && (round[k] as number) > 0, `${p.id}.${k} > 0 (${why})`);
     }
     // The open loop reports nothing when the generator could not hold its rate, and then says so.

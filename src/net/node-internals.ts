@@ -37,32 +37,26 @@ type SocketInternals = Socket & { _handle?: StreamHandle | null } & Record<symbo
  * Makes each read of `sock` call `onRead(n, scratch)` with the bytes in scratch[0, n), in place of
  * 'data' events. `onRead` must be done with those bytes when it returns (the next read of any socket
  * sharing `scratch` overwrites them); returning false pauses the socket until resume(). End of
- * stream, errors and 'close' are emitted as before. Returns false, changing nothing, when this Node
- * lacks the mechanism or the socket has no open handle; the caller then reads 'data' events.
+ * stream, errors and 'close' are emitted as before. A socket that reads into `scratch` already
+ * changes hands: its reads go to `onRead` from now on (an HTTP connection that turns raw). Returns
+ * false, changing nothing, when this Node lacks the mechanism, the socket has no open handle, or it
+ * reads into another buffer; the caller then reads 'data' events.
  * Whatever the socket had already read stays in its readable buffer: take it with sock.read() first.
  */
 export function readIntoScratch(sock: Socket, scratch: Buffer, onRead: (n: number, buf: Buffer) => boolean): boolean {
   const sym = findScratchSymbols();
   const s = sock as SocketInternals;
   const handle = s._handle;
-  if (sym === null || handle == null || typeof handle.useUserBuffer !== "function" || s[sym.buffer] !== null) return false;
+  if (sym === null || handle == null || typeof handle.useUserBuffer !== "function") return false;
+  if (s[sym.buffer] === scratch) {
+    s[sym.callback] = onRead;
+    return true;
+  }
+  if (s[sym.buffer] !== null) return false;
   s[sym.buffer] = scratch;
   s[sym.callback] = onRead;
   s[sym.generator] = null;
   handle.useUserBuffer(scratch);
-  return true;
-}
-
-/**
- * Hands the reads of a socket that readIntoScratch() set up to another callback (a connection that
- * turns from HTTP to raw bytes changes hands, its scratch and handle as they are). Returns false,
- * changing nothing, when the socket does not read into a scratch buffer.
- */
-export function replaceScratchReader(sock: Socket, onRead: (n: number, buf: Buffer) => boolean): boolean {
-  const sym = findScratchSymbols();
-  const s = sock as SocketInternals;
-  if (sym === null || s[sym.buffer] == null) return false;
-  s[sym.callback] = onRead;
   return true;
 }
 

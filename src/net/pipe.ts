@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
-import { readIntoScratch, replaceScratchReader, resetOnDestroy } from "./node-internals.js";
+import { readIntoScratch, resetOnDestroy } from "./node-internals.js";
 
 export interface PipeOptions {
   /** Aborting ends both sockets at once; the reason is `signal.reason` when it is a PipeCloseReason, else "shutdown". */
@@ -92,12 +92,11 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       active = true;
       if (!client.write(chunk)) server.pause();
     };
-    // A read into the shared scratch: a TLS socket with nothing queued takes a view (it encrypts the
-    // bytes inside write()); any other socket may keep the buffer past write(), so it gets a copy.
-    const serverTakesView = server instanceof TLSSocket;
-    const clientTakesView = client instanceof TLSSocket;
-    const toServer = serverTakesView ? undefined : new RecordCoalescer(server, client);
-    const toClient = clientTakesView ? undefined : new RecordCoalescer(client, server);
+    // A read into the shared scratch goes to a TLS socket through writeToTls (a view: it encrypts the
+    // bytes inside write()), to any other socket as a copy (it may keep the buffer past write()),
+    // gathered when it is one of a burst of full records.
+    const toServer = server instanceof TLSSocket ? undefined : new RecordCoalescer(server, client);
+    const toClient = client instanceof TLSSocket ? undefined : new RecordCoalescer(client, server);
     const onClientRead = (n: number, buf: Buffer): boolean => {
       bytesFromClient += n;
       bytesMoved += n;
@@ -204,9 +203,8 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     const scratch = scratchBuffer();
     for (let c: Buffer | null = client.read(); c !== null; c = client.read()) onClientData(c);
     for (let c: Buffer | null = server.read(); c !== null; c = server.read()) onServerData(c);
-    // A socket that reads into the scratch already (an HTTP connection turned raw) changes hands.
-    if (!readIntoScratch(client, scratch, onClientRead) && !replaceScratchReader(client, onClientRead)) client.on("data", onClientData);
-    if (!readIntoScratch(server, scratch, onServerRead) && !replaceScratchReader(server, onServerRead)) server.on("data", onServerData);
+    if (!readIntoScratch(client, scratch, onClientRead)) client.on("data", onClientData);
+    if (!readIntoScratch(server, scratch, onServerRead)) server.on("data", onServerData);
     // A caller may have paused a socket (say, while authorizing); adding 'data' does not undo that.
     client.resume();
     server.resume();

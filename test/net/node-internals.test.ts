@@ -8,6 +8,7 @@ import tls from "node:tls";
 import { rawSocketOf, selfTestNodeInternals } from "../../src/net/index.js";
 import { linearRegExp, readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
 import { makeCa } from "../certs/fixtures.js";
+import { until } from "../support/wait.js";
 
 test("the start-up self-test finds every internal the data path uses working on this Node", async () => {
   assert.deepEqual(await selfTestNodeInternals(), []);
@@ -144,11 +145,19 @@ test("readIntoScratch: a TLS socket that tls.Server made reads into the caller's
   await checkScratchReads(server, client);
 });
 
-test("readIntoScratch refuses a socket already reading into a buffer of its own, and one without a handle", async (t) => {
-  const { accepted } = await tcpPair(t);
+test("readIntoScratch hands a socket's scratch reads to a new callback, and refuses another buffer or no handle", async (t) => {
+  const { accepted, dialer } = await tcpPair(t);
   const scratch = Buffer.alloc(1024);
-  assert.equal(readIntoScratch(accepted, scratch, () => true), true);
-  assert.equal(readIntoScratch(accepted, scratch, () => true), false);
+  const first: string[] = [];
+  const second: string[] = [];
+  assert.equal(readIntoScratch(accepted, scratch, (n, b) => (first.push(b.toString("latin1", 0, n)), true)), true);
+  dialer.write("a");
+  await until(() => first.length === 1, "the first callback's read");
+  assert.equal(readIntoScratch(accepted, scratch, (n, b) => (second.push(b.toString("latin1", 0, n)), true)), true, "the same buffer: the reads change hands");
+  dialer.write("b");
+  await until(() => second.length === 1, "the second callback's read");
+  assert.deepEqual([first, second], [["a"], ["b"]]);
+  assert.equal(readIntoScratch(accepted, Buffer.alloc(1024), () => true), false, "another buffer is refused");
   assert.equal(readIntoScratch(new net.Socket(), scratch, () => true), false);
 });
 

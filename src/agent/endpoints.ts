@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 // Every Consul endpoint the sidecar uses: watch specs and typed calls, returning the shapes of
 // types.ts. Paths, methods and bodies follow spec §2–§7 exactly.
 import { ConfigError } from "../net/index.js";
@@ -263,6 +264,15 @@ export async function checkIntention(
     withSignal({ method: "GET", path, endpoint: path, query: { source: req.source, destination: req.destination } }, signal),
   );
   return parsed(`GET ${path}`, () => parseIntentionCheck(res.body));
+}
+
+/**
+ * The default intention decision for `destination` (the ACL default policy, or
+ * default_intention_policy): the check for a source named `<asker>-probe-<random>`, which no
+ * intention names. Only meaningful when no `*` intention covers the destination. Throws AgentError.
+ */
+export function checkDefaultIntention(agent: AgentClient, destination: string, asker: string, signal?: AbortSignal): Promise<boolean> {
+  return checkIntention(agent, { source: `${asker}-probe-${randomUUID()}`, destination }, signal);
 }
 
 /** The token the client presents (spec §11.2); 401 "ACL support disabled" when ACLs are off. Throws AgentError. */

@@ -27,6 +27,7 @@ export {
   getCaRoots,
   getLeafCert,
   getIntentionMatch,
+  checkDefaultIntention,
   checkIntention,
   getTokenSelf,
   getAgentSelf,

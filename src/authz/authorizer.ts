@@ -8,8 +8,7 @@
 // subscribers so that its live connections can be closed. When the agent cannot answer,
 // cached decisions keep serving up to `maxStaleMs` after their last successful check
 // (stale-if-error); anything else is `authz_unavailable`: fail closed, never open.
-import { randomUUID } from "node:crypto";
-import { AgentError, authorize, checkIntention, intentionMatchWatch, watch } from "../agent/index.js";
+import { AgentError, authorize, checkDefaultIntention, intentionMatchWatch, watch } from "../agent/index.js";
 import type { AgentClient, Intention, SpiffeUri } from "../agent/index.js";
 import { ConfigError } from "../net/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
@@ -348,16 +347,19 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
     }
   }
 
+  // The default is the agent's configuration, not the intentions': an intention change does not
+  // move it, so what was learned keeps serving while it is asked again (no window of 403s after each
+  // edit in a default-allow mesh). A `*` intention hides it: then deny.
   async function learnL7Default(list: Intention[]): Promise<void> {
     const ask = ++defaultAsk;
-    l7Default = "deny";
+    if (list.some((i) => i.sourceName === "*")) l7Default = "deny";
     if (!list.some((i) => i.permissions.length > 0) || list.some((i) => i.sourceName === "*")) return;
     try {
-      // A random name no intention names (there is no `*` one), so the default answers, as the doctor asks it.
-      const allowed = await checkIntention(agent, { source: `sidecar-probe-${randomUUID()}`, destination: target }, stop.signal);
+      const allowed = await checkDefaultIntention(agent, target, "sidecar", stop.signal);
       if (ask === defaultAsk && health !== "closed") l7Default = allowed ? "allow" : "deny";
     } catch (err) {
-      if (ask === defaultAsk && !stop.signal.aborted) log.warn({ target, err: (err as Error).message }, "cannot learn the default intention policy: requests no L7 permission matches are denied");
+      if (ask === defaultAsk && !stop.signal.aborted)
+        log.warn({ target, err: (err as Error).message, default: l7Default }, "cannot learn the default intention policy: the last one learned stays (deny if none)");
     }
   }
 

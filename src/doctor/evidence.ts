@@ -4,10 +4,9 @@
 // Every URL and every Consul JSON decode is src/agent's (its audit reads are loose: a missing field
 // is "cannot tell", never an error); the registration is read by the sidecar's own reader
 // (readProxyRegistration), so the doctor checks exactly what `proxy` would run.
-import { randomUUID } from "node:crypto";
 import {
   AgentError,
-  checkIntention,
+  checkDefaultIntention,
   findSidecarFor,
   getAclPolicy,
   getAgentSelf,
@@ -147,7 +146,7 @@ export function gatherIntentions(agent: AgentClient, service: string): Promise<O
 
 /** Would a caller that no intention names be allowed? Asks intentions/check with a random source (spec §5.3). */
 export function gatherIntentionsDefault(agent: AgentClient, service: string): Promise<Outcome<boolean>> {
-  return attempt(() => checkIntention(agent, { source: `doctor-probe-${randomUUID().slice(0, 8)}`, destination: service }));
+  return attempt(() => checkDefaultIntention(agent, service, "doctor"));
 }
 
 /** One ACL policy's rules (spec §11.4); needs acl:read. */

@@ -5,6 +5,7 @@ import { createAgentClient, type SpiffeUri } from "../../src/agent/index.js";
 import { createAuthorizer, type AuthorizerOptions, type Verdict } from "../../src/authz/index.js";
 import { createMetrics } from "../../src/ops/index.js";
 import { captureLog } from "../support/log-capture.js";
+import { until } from "../support/wait.js";
 import { startFakeAgent, type Action } from "./fake-agent.js";
 
 const TRUST_DOMAIN = "11111111-2222-3333-4444-555555555555.consul";
@@ -20,11 +21,13 @@ interface Setup {
   authz?: Partial<AuthorizerOptions>;
   /** Don't wait for the intention watch to be caught up. */
   noWait?: boolean;
+  /** The agent's default intention action (authorize with no match, intentions/check). */
+  fakeDefault?: Action;
 }
 
 /** Fake agent + real agent client + authorizer for target "api", with a fake clock and own metrics. */
 async function setup(t: TestContext, o: Setup = {}) {
-  const fake = await startFakeAgent(t, { intentions: o.intentions ?? {} });
+  const fake = await startFakeAgent(t, { intentions: o.intentions ?? {}, ...(o.fakeDefault !== undefined ? { defaultAction: o.fakeDefault } : {}) });
   const captured = captureLog({ level: "debug" });
   const agent = createAgentClient(fake.config, { log: captured.log });
   const clock = { ms: 1_700_000_000_000 };
@@ -230,6 +233,23 @@ test("a 403 on the re-check of a cached decision (a revoked token) serves it sta
 
   authz.close();
   assert.equal(await decisions(metrics, "allow", "stale"), 1);
+});
+
+test("the L7 default learned from the agent keeps serving across an intention change, also when asking again fails", async (t) => {
+  const { fake, authz } = await setup(t, { fakeDefault: "allow" });
+  assert.equal(authz.l7Default(), "deny", "unknown: deny");
+  fake.setIntention("web", "allow", [{ Action: "deny", HTTP: { PathPrefix: "/admin" } }]);
+  await fake.until(() => fake.checkCalls >= 1);
+  await until(() => authz.l7Default() === "allow", "the default learned");
+
+  fake.checkMode = "500";
+  fake.setIntention("web", "allow", [{ Action: "deny", HTTP: { PathPrefix: "/private" } }]);
+  await fake.until(() => fake.checkCalls >= 2); // asked again, and the agent failed
+  await fake.watchCaughtUp();
+  assert.equal(authz.l7Default(), "allow", "an intention edit does not move the agent's default; a failed re-ask keeps it");
+
+  fake.setIntention("*", "allow", [{ Action: "allow", HTTP: { PathPrefix: "/" } }]);
+  await until(() => authz.l7Default() === "deny", "a * intention hides the default: deny");
 });
 
 test("entries unused for idleEvictMs are dropped on access", async (t) => {

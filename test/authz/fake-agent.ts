@@ -26,8 +26,12 @@ export interface FakeAgent {
   readonly totalRequests: number;
   /** How authorize answers: normally, 403 as for a token without service:write, or 500. */
   authorizeMode: "ok" | "403" | "500";
-  /** Upserts the intention `source → <target>` and wakes blocked match requests. */
-  setIntention(source: string, action: Action): void;
+  /** How intentions/check answers: with the default action (no intention names its probe source), or 500. */
+  checkMode: "ok" | "500";
+  /** intentions/check calls received so far. */
+  readonly checkCalls: number;
+  /** Upserts the intention `source → <target>` (with L7 permissions, as the match answer carries them) and wakes blocked match requests. */
+  setIntention(source: string, action: Action, permissions?: unknown[]): void;
   /** Match requests held open now. */
   readonly parkedCount: number;
   /** Raises the index without changing any intention (as a change to another service does). */
@@ -49,10 +53,11 @@ interface Parked {
 /** Starts the server on 127.0.0.1:0; it stops when the test ends. */
 export async function startFakeAgent(t: { after(fn: () => Promise<void> | void): void }, opts: FakeAgentOptions = {}): Promise<FakeAgent> {
   const events = new EventEmitter();
-  const intentions = new Map<string, { action: Action; modifyIndex: number }>();
+  const intentions = new Map<string, { action: Action; modifyIndex: number; permissions?: unknown[] }>();
   let index = 5;
   for (const [source, action] of Object.entries(opts.intentions ?? {})) intentions.set(source, { action, modifyIndex: index });
   let authorizeCalls = 0;
+  let checkCalls = 0;
   let totalRequests = 0;
   const parked = new Set<Parked>();
 
@@ -64,6 +69,7 @@ export async function startFakeAgent(t: { after(fn: () => Promise<void> | void):
       DestinationName: name,
       SourceType: "consul",
       Action: i.action,
+      ...(i.permissions !== undefined ? { Permissions: i.permissions } : {}),
       Precedence: source === "*" ? 8 : 9,
       CreateIndex: i.modifyIndex,
       ModifyIndex: i.modifyIndex,
@@ -86,6 +92,10 @@ export async function startFakeAgent(t: { after(fn: () => Promise<void> | void):
       if (req.method === "POST" && url.pathname === "/v1/agent/connect/authorize") {
         authorizeCalls += 1;
         handleAuthorize(res, Buffer.concat(chunks).toString("utf8"));
+      } else if (req.method === "GET" && url.pathname === "/v1/connect/intentions/check") {
+        checkCalls += 1;
+        if (fake.checkMode === "500") res.writeHead(500).end("rpc error: No cluster leader");
+        else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ Allowed: (opts.defaultAction ?? "deny") === "allow" }));
       } else if (req.method === "GET" && url.pathname === "/v1/connect/intentions/match") {
         handleMatch(res, url);
       } else {
@@ -163,6 +173,9 @@ export async function startFakeAgent(t: { after(fn: () => Promise<void> | void):
     get authorizeCalls() {
       return authorizeCalls;
     },
+    get checkCalls() {
+      return checkCalls;
+    },
     get totalRequests() {
       return totalRequests;
     },
@@ -170,9 +183,10 @@ export async function startFakeAgent(t: { after(fn: () => Promise<void> | void):
       return parked.size;
     },
     authorizeMode: "ok",
-    setIntention(source, action) {
+    checkMode: "ok",
+    setIntention(source, action, permissions) {
       index += 1;
-      intentions.set(source, { action, modifyIndex: index });
+      intentions.set(source, { action, modifyIndex: index, permissions });
       for (const p of [...parked]) release(p);
     },
     bumpIndex() {

@@ -9,7 +9,7 @@ import type { TLSSocket } from "node:tls";
 import type { SpiffeUri } from "../agent/index.js";
 import type { Authorizer, L7Source } from "../authz/index.js";
 import { permissionVerdict } from "../authz/index.js";
-import { streamHttp, type HttpHead, type HttpStream, type PipeCloseReason } from "../net/index.js";
+import { createHttpStreamSet, streamHttp, type HttpHead, type PipeResult } from "../net/index.js";
 import { recordHttpExchange, type HttpMetrics, type Logger } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 
@@ -37,7 +37,7 @@ export interface HttpInbound {
    * Serves `tls` as HTTP/1.1 until it closes; resolves with how it ended and the bytes each way.
    * Undefined when this Node's HTTP parser is not usable: the caller proxies at layer 4.
    */
-  serve(tls: TLSSocket, conn: HttpConn): Promise<{ reason: PipeCloseReason; bytesIn: number; bytesOut: number }> | undefined;
+  serve(tls: TLSSocket, conn: HttpConn): Promise<PipeResult> | undefined;
   /**
    * The listener drains: idle connections are closed now, busy ones after their response (which says
    * `Connection: close`), so a drain does not wait for clients' keep-alive connections to time out.
@@ -46,9 +46,7 @@ export interface HttpInbound {
 }
 
 export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
-  /** Open HTTP connections, for drain(). */
-  const open = new Set<HttpStream>();
-  let draining = false;
+  const streams = createHttpStreamSet();
 
   /** The L7 verdict for one request of `c`: its intention's permissions, first match wins (spec §12.3). */
   function allowed(c: HttpConn, head: HttpHead): boolean {
@@ -77,18 +75,9 @@ export function createHttpInbound(deps: HttpInboundDeps): HttpInbound {
         idleTimeoutMs: c.idleTimeoutMs,
         keepAliveMs: c.keepAliveMs,
       });
-      if (stream === undefined) return undefined;
-      open.add(stream);
-      if (draining) stream.drain();
-      return stream.done.then((r) => {
-        open.delete(stream);
-        return { reason: r.reason, bytesIn: r.bytesFromClient, bytesOut: r.bytesFromServer };
-      });
+      return stream === undefined ? undefined : streams.track(stream);
     },
-    drain() {
-      draining = true;
-      for (const s of open) s.drain();
-    },
+    drain: () => streams.drain(),
   };
 }
 

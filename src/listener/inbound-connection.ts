@@ -7,7 +7,7 @@ import type { TLSSocket } from "node:tls";
 import type { Authorizer } from "../authz/index.js";
 import type { ListenerProtocol } from "../agent/index.js";
 import type { PeerIdentifier, PeerIdentity, TlsMaterial } from "../certs/index.js";
-import { formatHostPort, rawSocketOf, pipe, type InboundCloseReason, type Result } from "../net/index.js";
+import { formatHostPort, rawSocketOf, pipe, type InboundCloseReason, type PipeResult, type Result } from "../net/index.js";
 import type { ListenerMetrics, Logger } from "../ops/index.js";
 import { dialApp, type AppAddress } from "./dial-app.js";
 import type { HttpInbound } from "./http-inbound.js";
@@ -138,19 +138,18 @@ async function serveInbound(c: InboundConn, s: InboundSettings, ctx: InboundCont
     keepAliveMs: s.keepAliveMs,
     signal: c.stop.signal,
   }) : undefined;
+  let r: PipeResult;
   if (http !== undefined) {
     c.http = true;
-    const r = await http;
-    c.bytesIn = r.bytesIn;
-    c.bytesOut = r.bytesOut;
-    return r.reason;
+    r = await http;
+  } else {
+    if (verdict !== "allow") return verdict; // admitted for its L7 intention, which layer 4 cannot enforce
+    const app = await dialApp({ app: s.app, timeoutMs: s.localConnectTimeoutMs, signal: c.stop.signal, abortReason: (sig) => sig.reason as StopReason });
+    if (!app.ok) return app.reason;
+    c.app = app.value;
+    app.value.on("error", ignore);
+    r = await pipe(hs.value, app.value, { signal: c.stop.signal, idleTimeoutMs: s.idleTimeoutMs, keepAliveMs: s.keepAliveMs });
   }
-  if (verdict !== "allow") return verdict; // admitted for its L7 intention, which layer 4 cannot enforce
-  const app = await dialApp({ app: s.app, timeoutMs: s.localConnectTimeoutMs, signal: c.stop.signal, abortReason: (sig) => sig.reason as StopReason });
-  if (!app.ok) return app.reason;
-  c.app = app.value;
-  app.value.on("error", ignore);
-  const r = await pipe(hs.value, app.value, { signal: c.stop.signal, idleTimeoutMs: s.idleTimeoutMs, keepAliveMs: s.keepAliveMs });
   c.bytesIn = r.bytesFromClient;
   c.bytesOut = r.bytesFromServer;
   return r.reason;

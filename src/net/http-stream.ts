@@ -16,7 +16,7 @@
 // Bodies are streamed with backpressure, never held: only heads are buffered until complete.
 import type { Socket } from "node:net";
 import { errorCloseReason, type PipeCloseReason } from "./close-reason.js";
-import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
+import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HttpHead, type HttpParseError } from "./node-internals.js";
 import { cut, pipe, scratchBuffer, type PipeResult } from "./pipe.js";
 
 export type { HttpHead } from "./node-internals.js";
@@ -63,6 +63,33 @@ export interface HttpStream {
 }
 
 /**
+ * A listener's live HTTP connections, so that its drain closes keep-alive ones when they are idle
+ * instead of waiting for them (an idle timeout, or the drain's deadline and a cut).
+ */
+export interface HttpStreamSet {
+  /** Follows `stream` until it ends (drained at once when the set drains already); resolves with its end. */
+  track(stream: HttpStream): Promise<PipeResult>;
+  /** Drains every stream followed now and from now on. */
+  drain(): void;
+}
+
+export function createHttpStreamSet(): HttpStreamSet {
+  const open = new Set<HttpStream>();
+  let draining = false;
+  return {
+    track(stream) {
+      open.add(stream);
+      if (draining) stream.drain();
+      return stream.done.finally(() => open.delete(stream));
+    },
+    drain() {
+      draining = true;
+      for (const s of open) s.drain();
+    },
+  };
+}
+
+/**
  * Makes each read of `sock` land in the process's scratch buffer and reach `onData` as a right-sized
  * copy, instead of Node's new 64 KiB ArrayBuffer per read (cut to size after the read): the same
  * chunks as 'data' events, which stream's logic keeps (held heads, a backlog), at less cost per read.
@@ -78,13 +105,8 @@ function readOwnCopies(sock: Socket, onData: (chunk: Buffer) => void): void {
   });
 }
 
-/** True when this Node's parser is usable (see node-internals.ts); else HTTP is proxied at layer 4. */
-export function canParseHttp(): boolean {
-  return createHeadParser("request") !== undefined && createChunkedBodyWalker() !== undefined;
-}
-
 /** Envoy's RBAC filter answers a denied request with this body (and 403). */
-export const DENIED_BODY = "RBAC: access denied";
+const DENIED_BODY = "RBAC: access denied";
 const DENIED = localAnswer(403, "Forbidden", DENIED_BODY, false);
 const DENIED_CLOSE = localAnswer(403, "Forbidden", DENIED_BODY, true);
 const BAD_REQUEST = localAnswer(400, "Bad Request", "", true);
@@ -128,7 +150,7 @@ const CHUNKED: Framing = { t: "chunked" };
 
 /**
  * Serves `client` as HTTP/1.1 until it closes. Returns undefined, touching nothing, when this Node's
- * parser is not usable (canParseHttp); the caller then pipes bytes.
+ * parser is not usable (the start-up self-test says so too); the caller then pipes bytes.
  */
 export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream | undefined {
   const reqHeads = createHeadParser("request");

@@ -22,6 +22,6 @@ export { bytesPiped, cut, pipe } from "./pipe.js";
 export { linearRegExp, rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeOptions, PipeResult } from "./pipe.js";
-export { canParseHttp, DENIED_BODY, streamHttp } from "./http-stream.js";
-export type { HttpExchange, HttpHead, HttpStream, HttpStreamOptions } from "./http-stream.js";
+export { createHttpStreamSet, streamHttp } from "./http-stream.js";
+export type { HttpExchange, HttpHead, HttpStream, HttpStreamOptions, HttpStreamSet } from "./http-stream.js";
 export { canBind, ephemeralLow, pickFreePort } from "./free-port.js";

@@ -12,8 +12,9 @@ import {
   formatHostPort,
   pipe,
   settlesWithin,
+  createHttpStreamSet,
   streamHttp,
-  type HttpStream,
+  type HttpStreamSet,
   type PipeResult,
   type Result,
   type UpstreamCloseReason,
@@ -93,8 +94,8 @@ interface ConnCtx {
   /** One log line per HTTP request (protocol http). */
   accessLog: boolean;
   log: Logger;
-  /** Live HTTP connections, drained when the listener closes; `draining` once it has begun to. */
-  http: { readonly streams: Set<HttpStream>; draining: boolean };
+  /** Live HTTP connections, drained when the listener closes. */
+  http: HttpStreamSet;
 }
 
 type Connected = { sock: TLSSocket; inst: Instance };
@@ -128,12 +129,7 @@ function serveHttp(client: Socket, sock: TLSSocket, route: Route, inst: Instance
     signal: ctx.shutdown,
     ...ctx.pipe,
   });
-  if (stream === undefined) return undefined;
-  // A closing listener waits for its connections: a keep-alive one would hold it until the idle
-  // timeout or the grace period's end, so it closes once no request is in flight.
-  ctx.http.streams.add(stream);
-  if (ctx.http.draining) stream.drain();
-  return stream.done.finally(() => ctx.http.streams.delete(stream));
+  return stream === undefined ? undefined : ctx.http.track(stream);
 }
 
 /**
@@ -269,7 +265,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     pipe: deps.pipe,
     accessLog: deps.accessLog,
     log: deps.log,
-    http: { streams: new Set(), draining: false },
+    http: createHttpStreamSet(),
   };
   let live = 0;
   let closing: Promise<void> | undefined;
@@ -294,8 +290,7 @@ export async function startUpstreamListener(route: Route, deps: UpstreamListener
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close();
-        ctx.http.draining = true;
-        for (const stream of ctx.http.streams) stream.drain();
+        ctx.http.drain(); // keep-alive connections close when idle instead of holding the close
         if (bind.kind === "unix") unlinkQuietly(bind.path); // new clients get ENOENT, not a dead socket
         if (live === 0) return resolve();
         onIdle = resolve;

@@ -15,7 +15,7 @@
 // - draining: an idle connection closes at once, a busy one after its answer, which says so.
 // Bodies are streamed with backpressure, never held: only heads are buffered until complete.
 import type { Socket } from "node:net";
-import { errorCloseReason, type PipeCloseReason } from "./close-reason.js";
+import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
 import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HttpHead, type HttpParseError } from "./node-internals.js";
 import { cut, pipe, scratchBuffer, type PipeResult } from "./pipe.js";
 
@@ -584,7 +584,17 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     );
   };
 
-  const onAbort = (): void => finish(opts.signal.reason === "revoked" ? "revoked" : "shutdown");
+  const onAbort = (): void => {
+    const r: unknown = opts.signal.reason;
+    finish(isPipeCloseReason(r) ? r : "shutdown");
+  };
+  // Silence with nothing in flight ends a keep-alive connection in order, as layer 4 ends an idle
+  // one; silence in the middle of an exchange is a cut, so neither side takes half of it for whole.
+  const onIdle = (): void => {
+    if (!idle()) return finish("idle_timeout");
+    reason ??= "idle_timeout";
+    closeInOrder();
+  };
 
   // ---- start ----
 
@@ -593,7 +603,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   client.setNoDelay(true);
   if (opts.keepAliveMs > 0) client.setKeepAlive(true, opts.keepAliveMs);
   // Any byte either way passes through the client's socket, whose timer both refresh.
-  if (opts.idleTimeoutMs > 0) client.setTimeout(opts.idleTimeoutMs, () => finish("idle_timeout"));
+  if (opts.idleTimeoutMs > 0) client.setTimeout(opts.idleTimeoutMs, onIdle);
   opts.signal.addEventListener("abort", onAbort, { once: true });
   if (opts.server !== undefined) attachServer(opts.server);
   if (opts.signal.aborted) onAbort();

@@ -12,7 +12,7 @@ import { until } from "../support/wait.js";
 interface Seen { method: string; url: string; headers: IncomingHttpHeaders; body: string }
 
 /** An app, and a proxy in front of it whose L7 rule denies paths under /deny. */
-async function setup(t: TestContext) {
+async function setup(t: TestContext, o: { idleTimeoutMs?: number } = {}) {
   const seen: Seen[] = [];
   let heads = 0; // request heads that reached the app (its body may still be on the way)
   const appSockets = new Set<Socket>();
@@ -56,7 +56,7 @@ async function setup(t: TestContext) {
       allow: (head) => !head.url.startsWith("/deny"),
       onExchange: (x) => exchanges.push(x),
       signal: stop.signal,
-      idleTimeoutMs: 0,
+      idleTimeoutMs: o.idleTimeoutMs ?? 0,
       keepAliveMs: 0,
     });
     assert.ok(s !== undefined, "this Node's parser is usable");
@@ -232,4 +232,26 @@ test("a drain closes an idle connection at once and a busy one after its answer,
   busy.sock.write("cd");
   await once(busy.sock, "close");
   assert.match(busy.text(), /connection: close\r\n[^]*POST \/2 abcd$/i);
+});
+
+test("the idle timeout ends a keep-alive connection with nothing in flight in order, and cuts one whose request stalled", async (t) => {
+  const s = await setup(t, { idleTimeoutMs: 200 });
+  const idle = await rawClient(t, s.port);
+  const idleEnd = new Promise<string>((resolve) => {
+    idle.sock.once("end", () => resolve("FIN"));
+    idle.sock.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+  idle.sock.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  await idle.until((x) => x.includes("GET /1"), "the answer");
+  assert.equal(await idleEnd, "FIN", "an idle keep-alive connection ends cleanly");
+  assert.equal((await s.streams[0]!.done).reason, "idle_timeout");
+
+  const stalled = await rawClient(t, s.port);
+  const stalledEnd = new Promise<string>((resolve) => {
+    stalled.sock.once("end", () => resolve("FIN"));
+    stalled.sock.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+  stalled.sock.write("POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"); // 7 bytes of the body never come
+  assert.equal(await stalledEnd, "ECONNRESET", "a stalled exchange is cut");
+  assert.equal((await s.streams[1]!.done).reason, "idle_timeout");
 });

@@ -4,6 +4,7 @@
 // status class ("2xx"; "0xx" when no response was sent). Never a path or a peer address.
 import type { HttpExchange } from "../net/index.js";
 import type { Logger } from "./logger.js";
+import { childFor, type Child } from "./listener-metrics.js";
 import type { Metrics } from "./metrics.js";
 
 export interface HttpMetrics {
@@ -13,22 +14,22 @@ export interface HttpMetrics {
   denied(): void;
 }
 
-const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]);
+const METHOD_CLASSES = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "other"] as const;
+const OTHER = METHOD_CLASSES.length - 1;
+const CODE_CLASSES = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;
 
 /** Binds the HTTP metrics of `listener` ("public", "upstream:<name>"); series appear on first use. */
 export function bindHttpMetrics(m: Metrics, listener: string): HttpMetrics {
-  type Child = ReturnType<Metrics["httpRequests"]["labels"]>;
-  const byKey = new Map<string, Child>();
-  let duration: ReturnType<Metrics["httpRequestDuration"]["labels"]> | undefined;
-  let denied: ReturnType<Metrics["httpRequestsDenied"]["labels"]> | undefined;
+  // Keyed by method class × status class, so that counting a request builds no label string.
+  const requests = new Map<number, Child<"httpRequests">>();
+  let duration: Child<"httpRequestDuration"> | undefined;
+  let denied: Child<"httpRequestsDenied"> | undefined;
   return {
     request(method, status, seconds) {
-      const mc = METHOD_CLASSES.has(method) ? method : "other";
-      const cc = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : "0xx";
-      const key = `${mc} ${cc}`;
-      let child = byKey.get(key);
-      if (child === undefined) byKey.set(key, (child = m.httpRequests.labels(listener, mc, cc)));
-      child.inc();
+      const found = METHOD_CLASSES.indexOf(method as (typeof METHOD_CLASSES)[number]);
+      const mc = found === -1 ? OTHER : found;
+      const cc = status >= 100 && status < 600 ? Math.floor(status / 100) : 0;
+      childFor(requests, mc * CODE_CLASSES.length + cc, () => m.httpRequests.labels(listener, METHOD_CLASSES[mc]!, CODE_CLASSES[cc]!)).inc();
       (duration ??= m.httpRequestDuration.labels(listener)).observe(seconds);
     },
     denied: () => (denied ??= m.httpRequestsDenied.labels(listener)).inc(),

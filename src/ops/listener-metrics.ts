@@ -3,7 +3,8 @@
 import { isRefusal, type CloseReason } from "../net/index.js";
 import type { Metrics } from "./metrics.js";
 
-type Child<K extends keyof Metrics> = Metrics[K] extends { labels(...a: string[]): infer C } ? C : never;
+/** The label child of metric `K`. */
+export type Child<K extends keyof Metrics> = Metrics[K] extends { labels(...a: string[]): infer C } ? C : never;
 
 export interface ListenerMetrics {
   readonly accepted: Child<"connectionsAccepted">;
@@ -43,8 +44,9 @@ export function bindListenerMetrics(m: Metrics, listener: string): ListenerMetri
   };
 }
 
-function childFor<C>(cache: Map<CloseReason, C>, reason: CloseReason, make: () => C): C {
-  let c = cache.get(reason);
-  if (c === undefined) cache.set(reason, (c = make()));
+/** The label child cached under `key`, bound by `make` on first use. */
+export function childFor<K, C>(cache: Map<K, C>, key: K, make: () => C): C {
+  let c = cache.get(key);
+  if (c === undefined) cache.set(key, (c = make()));
   return c;
 }

@@ -20,7 +20,6 @@ export {
   registerService,
   deregisterService,
   updateTtlCheck,
-  serviceMaintenanceCheckId,
   serviceMaintenanceReason,
   setServiceMaintenance,
   executePreparedQuery,
@@ -42,10 +41,7 @@ export {
   parseIntentionMatch,
   parseAuthorizeResult,
   parsePreparedQueryNodes,
-  parseIntentionCheck,
-  parseTokenInfo,
   parseAgentSelf,
-  parseAclPolicy,
   isLocalListener,
 } from "./parse.js";
 export {

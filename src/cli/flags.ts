@@ -2,6 +2,7 @@
 // text, which yargs renders from the same tables.
 import type { Argv } from "yargs";
 import yargsParser from "yargs-parser";
+import { DEFAULT_GRACEFUL_SHUTDOWN_PATH, DEFAULT_GRACEFUL_STARTUP_PATH } from "../sidecar/options.js"; // not sidecar/index.js: it loads the sidecar
 
 /** A usage error from the flag parser (unknown flag, missing value…): exit 2. */
 export class UsageError extends Error {
@@ -51,8 +52,8 @@ const PROXY_FLAGS = {
   "drain-timeout": { type: "string", default: "30s", describe: "how long shutdown waits for live connections; then it cuts them and exits 1" },
   "shutdown-grace-period-seconds": { type: "string", default: "5", describe: "after SIGTERM (or the graceful shutdown path) the upstream listeners keep accepting this long, within -drain-timeout, so the app can finish its own shutdown (consul-dataplane's flag); 0: none" },
   "startup-grace-period-seconds": { type: "string", default: "0", describe: "the graceful startup path answers 200 after this long even when not ready (consul-dataplane's flag); 0: it waits for ready" },
-  "graceful-shutdown-path": { type: "string", default: "/graceful_shutdown", describe: "admin server path that starts a graceful shutdown (GET, PUT or POST; for a preStop hook)" },
-  "graceful-startup-path": { type: "string", default: "/graceful_startup", describe: "admin server path that answers once the sidecar is ready (for a postStart hook)" },
+  "graceful-shutdown-path": { type: "string", default: DEFAULT_GRACEFUL_SHUTDOWN_PATH, describe: "admin server path that starts a graceful shutdown (GET, PUT or POST; for a preStop hook)" },
+  "graceful-startup-path": { type: "string", default: DEFAULT_GRACEFUL_STARTUP_PATH, describe: "admin server path that answers once the sidecar is ready (for a postStart hook)" },
   "allow-non-loopback-app": { type: "boolean", default: false, describe: "allow an app address off this host" },
   "log-connections": { type: "boolean", default: true, describe: "one log line per connection" },
   "access-log": { type: "boolean", default: true, describe: "one log line per HTTP request (listeners whose protocol is http)" },

@@ -2,6 +2,10 @@
 import type { AgentConfig, ProxyIdentity, Upstream } from "../agent/index.js";
 import type { Logger, Metrics } from "../ops/index.js";
 
+// consul-dataplane's paths; the CLI's flag defaults too (this module loads nothing at run time).
+export const DEFAULT_GRACEFUL_SHUTDOWN_PATH = "/graceful_shutdown";
+export const DEFAULT_GRACEFUL_STARTUP_PATH = "/graceful_startup";
+
 /**
  * Where the proxy configuration comes from (spec §9.1 precedence: proxy-id > sidecar-for > service).
  * In static mode -listen and -service-addr go together (spec §9.1: -service-addr is required with -listen).

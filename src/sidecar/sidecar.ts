@@ -34,7 +34,7 @@ import { startChecklist, type Checklist } from "./checklist.js";
 import { applyRegistration, type LiveParts } from "./apply-config.js";
 import { sameAddress } from "./config-change.js";
 import type { ProxySource, SidecarDeps, SidecarOptions } from "./options.js";
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
+import { DEFAULT_GRACEFUL_SHUTDOWN_PATH, DEFAULT_GRACEFUL_STARTUP_PATH, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_LOCAL_CONNECT_TIMEOUT_MS } from "./options.js";
 import { enterDrainingMaintenance, leaveOwnMaintenance } from "./maintenance.js";
 import { PartStack, type Part } from "./parts.js";
 import { startRegistration, type Registration } from "./registration.js";
@@ -75,8 +75,6 @@ export interface Sidecar {
   readonly shutdownRequested: Promise<void>;
 }
 
-export const DEFAULT_GRACEFUL_SHUTDOWN_PATH = "/graceful_shutdown"; // consul-dataplane's
-export const DEFAULT_GRACEFUL_STARTUP_PATH = "/graceful_startup";
 
 type Phase = { t: "running" } | { t: "failed"; error: string } | { t: "draining"; deadlineMs: number };
 

@@ -14,6 +14,8 @@ export interface LiveParts {
   publicListener: PublicListener | undefined;
   upstreams: UpstreamsManager;
   openPublicListener(s: ProxySettings, bind: { host: string; port: number }): Promise<PublicListener>;
+  /** Takes a listener no longer current, whose live connections the sidecar's drain or destroy must still end. */
+  retirePublicListener(l: PublicListener): void;
   /** Moves the admin server (Config.metrics_bind_addr); logs and keeps it where it is on failure. */
   moveAdmin(addr: { host: string; port: number } | undefined): Promise<void>;
 }
@@ -89,7 +91,7 @@ async function applyBind(
     const old = live.publicListener!;
     live.publicListener = undefined;
     live.log.info("bind port is now 0: the public listener stops accepting");
-    void old.close();
+    live.retirePublicListener(old);
   } else {
     live.publicListener = await live.openPublicListener(next, action.bind);
   }

@@ -259,6 +259,11 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
       upstreams,
       moveAdmin,
       openPublicListener: (s, bind) => openPublicListener(s, bind, certs, authz),
+      // Its drain starts now; the sidecar's own drain waits for it, and a destroy cuts what is left.
+      retirePublicListener: (l) => {
+        const closed = l.close();
+        parts.add({ name: "stopped public listener", drain: () => closed, destroy: () => l.destroy() });
+      },
       get publicListener() {
         return started.publicListener;
       },

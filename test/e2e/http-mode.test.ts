@@ -10,6 +10,8 @@ import { connect, type Socket } from "node:net";
 import type { TestContext } from "node:test";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { connect as tlsConnect } from "node:tls";
+import { parseCaRoots, parseLeafCert } from "../../src/agent/index.js";
 import { captureLog } from "../support/log-capture.js";
 import { until } from "../support/wait.js";
 import { freePort, registerApp, scrape, setIntention, startMesh, startSidecar, sumMetric, type Mesh } from "./mesh.js";
@@ -94,13 +96,13 @@ async function httpMesh(t: TestContext, opts: { protocol?: "http" | "tcp"; aclsE
   const app = await startHttpApp(t);
   const upstreamPort = await freePort();
   if ((opts.protocol ?? "http") === "http") await putEntry(mesh, { Kind: "service-defaults", Name: "api", Protocol: "http" });
-  await registerApp(mesh, { name: "api", appPort: app.port });
+  const apiPort = await registerApp(mesh, { name: "api", appPort: app.port });
   await registerApp(mesh, { name: "web", appPort: 1, upstreams: [{ DestinationName: "api", LocalBindPort: upstreamPort }] });
   const apiLog = captureLog();
   const api = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "api" }, { log: apiLog.log });
   const webLog = captureLog();
   const web = await startSidecar(t, mesh, { t: "sidecar-for", serviceId: "web" }, { log: webLog.log });
-  return { mesh, app, upstreamPort, api, apiLog, web, webLog };
+  return { mesh, app, upstreamPort, apiPort, api, apiLog, web, webLog };
 }
 
 const L7_RULES = {
@@ -178,7 +180,7 @@ test("HTTP mode: an L7 intention allows GET /public and denies the rest with 403
 });
 
 test("HTTP mode: a large streamed upload and download round-trip unchanged; WebSocket-style upgrade works; a malformed request gets 400", async (t) => {
-  const { mesh, upstreamPort, app } = await httpMesh(t);
+  const { mesh, upstreamPort, apiPort, app } = await httpMesh(t);
   await putEntry(mesh, L7_RULES);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.after(() => agent.destroy());
@@ -239,6 +241,18 @@ test("HTTP mode: a large streamed upload and download round-trip unchanged; WebS
   raw.on("data", (b: Buffer) => (answer += b));
   await once(raw, "close");
   assert.match(answer, /^HTTP\/1\.1 400 /);
+  // That 400 came from web's upstream listener (it parses too): api's public listener gets its own,
+  // over mTLS as web, and keeps serving.
+  const roots = parseCaRoots((await mesh.mgmt.request({ method: "GET", path: "/v1/agent/connect/ca/roots" })).body).roots.map((r) => r.rootCertPem);
+  const webLeaf = parseLeafCert((await mesh.mgmt.request({ method: "GET", path: "/v1/agent/connect/ca/leaf/web" })).body);
+  const toApi = tlsConnect({ host: "127.0.0.1", port: apiPort, cert: webLeaf.certPem, key: webLeaf.privateKeyPem, ca: roots, checkServerIdentity: () => undefined });
+  toApi.on("error", () => {});
+  await once(toApi, "secureConnect");
+  toApi.write("GET /public HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
+  let toApiAnswer = "";
+  toApi.on("data", (b: Buffer) => (toApiAnswer += b));
+  await once(toApi, "close");
+  assert.match(toApiAnswer, /^HTTP\/1\.1 400 /);
   assert.equal((await get(upstreamPort, agent, "/public")).status, 200);
   assert.equal((await fetch(`http://127.0.0.1:${upstreamPort}/public`)).status, 200);
 });

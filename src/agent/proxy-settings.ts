@@ -4,7 +4,7 @@
 // keys are Consul JSON (weakly typed by Consul's mapstructure); it is pure (no I/O).
 // Unlike Consul's built-in proxy, the Config keys bind_address, bind_port and
 // local_service_address are honoured in agent mode when present (spec §6.1, §9.2).
-import { ConfigError, parseHostPort } from "../net/index.js";
+import { ConfigError, parseHostPort, unbracketHost } from "../net/index.js";
 import type { AgentService, Upstream } from "./types.js";
 
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000; // spec §6.1
@@ -88,7 +88,7 @@ export function readProxyRegistration(svc: AgentService): { settings: ProxySetti
   const bindHost = optionalString(cfg, "bind_address") ?? (svc.address === "" ? "0.0.0.0" : svc.address);
   const bindPortConfig = optionalNumber(cfg, "bind_port", { max: 65535 });
   const bindPort = bindPortConfig ?? svc.port;
-  const bind = bindPort === 0 ? undefined : { host: stripBrackets(bindHost), port: bindPort };
+  const bind = bindPort === 0 ? undefined : { host: unbracketHost(bindHost), port: bindPort };
 
   let app: AppAddress | undefined;
   const localServiceAddress = optionalString(cfg, "local_service_address");
@@ -98,7 +98,7 @@ export function readProxyRegistration(svc: AgentService): { settings: ProxySetti
     app = { socketPath: proxy.localServiceSocketPath };
   } else if (proxy.localServicePort !== 0) {
     // Go dials ":port" as the local host; say so explicitly.
-    app = { host: proxy.localServiceAddress === "" ? "127.0.0.1" : stripBrackets(proxy.localServiceAddress), port: proxy.localServicePort };
+    app = { host: proxy.localServiceAddress === "" ? "127.0.0.1" : unbracketHost(proxy.localServiceAddress), port: proxy.localServicePort };
   }
   if (bind !== undefined && app === undefined) {
     throw new ConfigError(
@@ -145,6 +145,3 @@ function optionalString(cfg: Record<string, unknown>, key: string): string | und
   return v;
 }
 
-function stripBrackets(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}

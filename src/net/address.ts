@@ -46,7 +46,7 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.endsWith(".") ? host.slice(0, -1) : host;
   if (h.toLowerCase() === "localhost") return true;
   if (isIPv4(h)) return h.startsWith("127.");
-  const bare = h.startsWith("[") && h.endsWith("]") ? h.slice(1, -1) : h;
+  const bare = unbracketHost(h);
   if (!isIPv6(bare)) return false;
   let canonical: string;
   try {
@@ -55,6 +55,11 @@ export function isLoopbackHost(host: string): boolean {
     return false;
   }
   return canonical === "[::1]" || MAPPED_LOOPBACK_RE.test(canonical);
+}
+
+/** `host` without the brackets an IPv6 literal may come in ("[::1]" → "::1"); any other host as it is. */
+export function unbracketHost(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
 /** A host as it goes before ":port" in logs, URLs and /status: IPv6 in brackets. */

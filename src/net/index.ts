@@ -2,7 +2,7 @@ export { ok, fail, assertNever } from "./result.js";
 export type { Result } from "./result.js";
 export { ConfigError } from "./config-error.js";
 export { tryParseGoDuration, parseGoDuration, formatGoDuration } from "./duration.js";
-export { formatAddress, formatHost, formatHostPort, isLoopbackHost, parseHostPort } from "./address.js";
+export { formatAddress, formatHost, formatHostPort, isLoopbackHost, parseHostPort, unbracketHost } from "./address.js";
 export { delay, settlesWithin } from "./wait.js";
 export { backoffDelayMs } from "./backoff.js";
 export { errorCloseReason, isPipeCloseReason, isRefusal } from "./close-reason.js";

@@ -46,6 +46,13 @@ test("Config keys are honoured, including bind_address, bind_port and local_serv
   assert.deepEqual(s.metricsBindAddr, { host: "127.0.0.1", port: 9102 });
 });
 
+test("an IPv6 bind_address is taken with or without brackets", () => {
+  for (const addr of ["[::1]", "::1"]) {
+    const s = proxySettingsFromService(service({}, { Config: { bind_address: addr, bind_port: 21001 } }));
+    assert.deepEqual(s.bind, { host: "::1", port: 21001 }, addr);
+  }
+});
+
 test("a socket-path app, and port 0 meaning no public listener", () => {
   const sock = proxySettingsFromService(service({}, { LocalServicePort: 0, LocalServiceAddress: "", LocalServiceSocketPath: "/run/web.sock" }));
   assert.deepEqual(sock.app, { socketPath: "/run/web.sock" });

@@ -19,7 +19,8 @@ export type {
   UpstreamRejectReason,
 } from "./close-reason.js";
 export { bytesPiped, cut, pipe } from "./pipe.js";
-export { linearRegExp, rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
+export { exposedGc, linearRegExp, rawSocketOf, selfTestNodeInternals } from "./node-internals.js";
+export type { FullGc } from "./node-internals.js";
 export { TLS_GROUPS, checkTlsGroups } from "./tls-groups.js";
 export type { PipeOptions, PipeResult } from "./pipe.js";
 export { createHttpStreamSet, streamHttp } from "./http-stream.js";

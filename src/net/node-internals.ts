@@ -98,6 +98,9 @@ export function resetOnDestroy(sock: TLSSocket): boolean {
 // guarantee, which Envoy gives Consul's L7 intentions. Like RE2 it refuses backreferences and
 // lookaround; it also refuses unicode mode, so patterns match UTF-16 code units (paths and headers
 // are ASCII on the wire).
+// The flag stays on once a pattern is compiled: V8 aborts the process when an `l` pattern runs with the
+// flag off. Until then it stays off, because any V8 flag set changes V8's flag hash and V8 then refuses
+// the code cache Node ships for its own modules: every builtin loaded afterwards compiles from source.
 let linearEngineOn = false;
 
 /** `source` compiled for the linear-time engine, or undefined when it cannot run there (or this V8 has no such engine). */
@@ -111,6 +114,50 @@ export function linearRegExp(source: string): RegExp | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether the linear-time engine runs here; leaves the flag as it found it (see above). */
+function linearEngineWorks(): boolean {
+  const wasOn = linearEngineOn;
+  try {
+    // A backreference compiles on the backtracking engine only: refused means the linear one ran it.
+    return linearRegExp("^(?:(a+)+)$")?.test("aab") === false && linearRegExp("(a)\\1") === undefined;
+  } finally {
+    if (!wasOn) {
+      process.getBuiltinModule("node:v8").setFlagsFromString("--no-enable-experimental-regexp-engine");
+      linearEngineOn = false;
+    }
+  }
+}
+
+// ---- a full garbage collection on demand, without --expose-gc ----
+//
+// The idle memory release (ops/idle-memory-release.ts) needs V8's gc(). Given at launch, --expose-gc
+// changes V8's flag hash, so V8 refuses Node's code cache for every builtin module and compiles each
+// from source: ~60 ms more CPU to start a proxy (bench/README.md, "where the time and memory go").
+// V8 installs gc() in each context it creates while the flag is on: so the flag is on only while one
+// fresh context is made, and the gc() taken from it collects the whole isolate.
+
+/** V8's gc(), with the options object its gc extension takes. */
+export type FullGc = (opts: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
+let fullGc: FullGc | null | undefined; // undefined: not made yet; null: this V8 gives none
+
+/** A gc() for this process, or null when V8 no longer installs one when the flag is set at run time. */
+export function exposedGc(): FullGc | null {
+  if (fullGc !== undefined) return fullGc;
+  const given = (globalThis as { gc?: unknown }).gc;
+  if (typeof given === "function") return (fullGc = given as FullGc);
+  const v8 = process.getBuiltinModule("node:v8");
+  v8.setFlagsFromString("--expose-gc");
+  try {
+    const gc: unknown = process.getBuiltinModule("node:vm").runInNewContext("typeof gc === 'function' ? gc : undefined");
+    fullGc = typeof gc === "function" ? (gc as FullGc) : null;
+  } catch {
+    fullGc = null;
+  } finally {
+    v8.setFlagsFromString("--no-expose-gc");
+  }
+  return fullGc;
 }
 
 // ---- llhttp, Node's HTTP/1.1 parser, for heads and chunked bodies ----
@@ -285,9 +332,10 @@ export function createChunkedBodyWalker(): ChunkedBodyWalker | undefined {
 export async function selfTestNodeInternals(): Promise<string[]> {
   const problems: string[] = [];
   if (findScratchSymbols() === null) problems.push("net.Socket has no kBuffer/kBufferCb/kBufferGen symbols");
-  // A backreference compiles on the backtracking engine only: refused means the linear one ran it.
-  if (linearRegExp("^(?:(a+)+)$")?.test("aab") !== false || linearRegExp("(a)\\1") !== undefined)
+  if (!linearEngineWorks())
     problems.push("V8 has no linear-time regexp engine: L7 intention regexes cannot be evaluated, so an allow with one never matches and a deny with one always does");
+  if (exposedGc() === null)
+    problems.push("V8 no longer installs gc() in a new context when --expose-gc is set at run time: the idle memory release is off, and a sidecar keeps the RSS of its busiest spell");
   const httpProblem = selfTestHttpParser();
   if (httpProblem !== undefined) problems.push(httpProblem);
   const server = createServer();

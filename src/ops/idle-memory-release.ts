@@ -7,11 +7,8 @@
 // loop is busy ~5 % of the time, and a 70 ms pause there is every request's p99.
 // (Envoy's overload manager has the same idea: shrink_heap releases tcmalloc's free pages.)
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
-import { bytesPiped } from "../net/index.js";
+import { bytesPiped, exposedGc, type FullGc } from "../net/index.js";
 import type { Logger } from "./logger.js";
-
-/** The gc() that `--expose-gc` installs, with the options object V8's gc extension takes. */
-type ExposedGc = (opts: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
 
 export interface IdleMemoryReleaseOptions {
   /** How often to look. Default 10 s. */
@@ -22,6 +19,8 @@ export interface IdleMemoryReleaseOptions {
   maxUtilization?: number;
   /** A count that moves whenever traffic flows; "quiet" also needs it unchanged for the interval. Default: bytesPiped. */
   activity?: () => number;
+  /** The full GC to run. Default: exposedGc() (V8's gc(), taken without --expose-gc at launch); null turns the release off. */
+  gc?: FullGc | null;
 }
 
 export interface IdleMemoryRelease {
@@ -57,16 +56,16 @@ function readRss(): number | undefined {
 }
 
 /**
- * Starts the release loop. Returns undefined (and logs why at debug) when gc() is not exposed:
- * the process was started without --expose-gc (the proxy command adds it; see runtime-flags.ts).
+ * Starts the release loop. Returns undefined (and logs why at debug) when there is no gc() to run:
+ * this V8 gives none at run time (the start-up self-test says so as an error).
  */
 export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOptions = {}): IdleMemoryRelease | undefined {
-  const gc = (globalThis as { gc?: unknown }).gc;
-  if (typeof gc !== "function") {
-    log.debug("idle memory release is off: node runs without --expose-gc");
+  const gc = options.gc === undefined ? exposedGc() : options.gc;
+  if (gc === null) {
+    log.debug("idle memory release is off: V8 gives no gc() to run");
     return undefined;
   }
-  const o: Required<IdleMemoryReleaseOptions> = {
+  const o: Required<Omit<IdleMemoryReleaseOptions, "gc">> = {
     intervalMs: options.intervalMs ?? 10_000,
     growthBytes: options.growthBytes ?? 8 * MiB,
     maxUtilization: options.maxUtilization ?? 0.05,
@@ -85,7 +84,7 @@ export function startIdleMemoryRelease(log: Logger, options: IdleMemoryReleaseOp
     const rssBytes = readRss();
     if (rssBytes === undefined || !shouldRelease({ utilization, trafficFlowed, rssBytes, floorBytes }, o)) return;
     const t0 = performance.now();
-    (gc as ExposedGc)({ type: "major", execution: "sync", flavor: "last-resort" });
+    gc({ type: "major", execution: "sync", flavor: "last-resort" });
     floorBytes = readRss() ?? rssBytes;
     log.info(
       { rssBeforeMiB: Math.round(rssBytes / MiB), rssAfterMiB: Math.round(floorBytes / MiB), pauseMs: Math.round(performance.now() - t0) },

@@ -16,13 +16,14 @@
 // --no-parallel-marking) aborts V8. The re-exec costs one Node boot (~30–40 ms of CPU; the 2 MiB
 // semi-space adds ~3 ms of scavenges to start-up). bench/README.md, "where the time and memory go".
 /** Node flags a `proxy` process runs with (each skipped when the user set that flag). */
-// --expose-gc: for the idle memory release (idle-memory-release.ts); no code but ours runs here.
+// Not --expose-gc: given at launch it makes V8 refuse Node's code cache for its builtins (~60 ms
+// more CPU to start); the idle memory release takes its gc() at run time (net/node-internals.ts).
 // --single-threaded-gc and --v8-pool-size=1: a proxy's heap is small (~15 MB) and its scavenges
 // short (0.2–0.4 ms, ~0.4 µs per proxied request since reads go to a scratch buffer), so helper
 // threads buy nothing; on a sidecar held to one core (a CPU limit, or pinned) a parallel scavenge
 // waits for helpers that cannot run (a 4.9 ms scavenge seen, 0.9 ms at most without them), and each
 // thread keeps a malloc arena: idle RSS after load 83 → 75 MB (bench/README.md, "where the time and memory go").
-export const PROXY_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=2", "--expose-gc", "--single-threaded-gc", "--v8-pool-size=1"];
+export const PROXY_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=2", "--single-threaded-gc", "--v8-pool-size=1"];
 
 /** Setting CONNECT_SIDECAR_NODE_FLAGS=off keeps Node's own heap sizing (no re-exec). */
 export const RUNTIME_FLAGS_ENV = "CONNECT_SIDECAR_NODE_FLAGS";

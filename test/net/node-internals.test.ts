@@ -5,13 +5,27 @@ import { once } from "node:events";
 import net from "node:net";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
+import vm from "node:vm";
 import { rawSocketOf, selfTestNodeInternals } from "../../src/net/index.js";
-import { linearRegExp, readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
+import { exposedGc, linearRegExp, readIntoScratch, resetOnDestroy } from "../../src/net/node-internals.js";
 import { makeCa } from "../certs/fixtures.js";
 import { until } from "../support/wait.js";
 
-test("the start-up self-test finds every internal the data path uses working on this Node", async () => {
+test("the start-up self-test finds every internal the data path uses working on this Node, and leaves V8's flags off", async () => {
   assert.deepEqual(await selfTestNodeInternals(), []);
+  // Any flag left set makes V8 refuse Node's code cache for builtins loaded afterwards.
+  assert.throws(() => new RegExp("a", "l"), SyntaxError, "the linear-time engine's flag is off again");
+  assert.equal(vm.runInNewContext("typeof gc"), "undefined", "--expose-gc is off again");
+});
+
+test("gc() is taken at run time, without --expose-gc at launch, and collects the whole process", async () => {
+  assert.equal((globalThis as { gc?: unknown }).gc, undefined, "this test runs without --expose-gc");
+  const gc = exposedGc();
+  assert.ok(gc !== null);
+  const ref = new WeakRef({ payload: new Array(1000).fill(1) });
+  await new Promise((r) => setImmediate(r)); // a WeakRef keeps its target until the turn that made it ends
+  gc({ type: "major", execution: "sync", flavor: "last-resort" });
+  assert.equal(ref.deref(), undefined);
 });
 
 test("the start-up self-test reports an internal that stopped working", async (t) => {

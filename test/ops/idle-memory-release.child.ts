@@ -1,10 +1,12 @@
-// Run by idle-memory-release.test.ts as `node --expose-gc --max-semi-space-size=2 <this> <mode>`:
+// Run by idle-memory-release.test.ts as `node --max-semi-space-size=2 <this> <mode>` (no --expose-gc:
+// the release takes its gc() at run time, as in a proxy):
 // churns ~150 MB of short-lived objects (freed, but V8 keeps their pages pooled), then either stays
 // quiet ("quiet"), keeps the event loop busy ("busy"), or stays idle but for a trickle of traffic
 // seen by the activity count ("trickle") while the release loop runs every 200 ms, or ("soon") stays
 // quiet with a 60 s interval after asking for a look in 300 ms, or ("no-fds") does that while
 // process.memoryUsage.rss() throws EMFILE, or ("small") churns only a few MB, under the growth
-// threshold, and asks for one look in 300 ms that releases whatever the growth ("small-any").
+// threshold, and asks for one look in 300 ms that releases whatever the growth ("small-any"), or
+// ("no-gc") is given no gc() to run.
 // Prints one JSON line: RSS after the churn, RSS at the end, and the release log lines.
 import { createLogger } from "../../src/ops/index.js";
 import { startIdleMemoryRelease } from "../../src/ops/idle-memory-release.js";
@@ -23,6 +25,7 @@ const release = startIdleMemoryRelease(log, {
   growthBytes: 32 * 1024 * 1024,
   activity: () => moved,
   ...(lookOnce ? { maxUtilization: 1 } : {}),
+  ...(mode === "no-gc" ? { gc: null } : {}),
 });
 
 let keep: object[] = [];

@@ -34,7 +34,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   const log = createLogger(command.cmd === "doctor" ? { ...command.log, fd: 2 } : command.log);
   installCrashHandlers(log);
   log.info(
-    { version: packageVersion(), node: process.versions.node, openssl: process.versions.openssl, command: command.cmd, pid: process.pid },
+    // preload: what LD_PRELOAD loaded into the process (a proxy's re-exec preloads jemalloc where the host has it).
+    { version: packageVersion(), node: process.versions.node, openssl: process.versions.openssl, command: command.cmd, pid: process.pid, preload: process.env.LD_PRELOAD },
     `connect-sidecar ${command.cmd} starting (node ${process.versions.node}, openssl ${process.versions.openssl})`,
   );
   try {

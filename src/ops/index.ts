@@ -12,4 +12,4 @@ export { describeReadiness } from "./status.js";
 export type { Readiness, ReadinessWait, SidecarStatus } from "./status.js";
 export { startIdleMemoryRelease, shouldRelease } from "./idle-memory-release.js";
 export type { IdleMemoryRelease, IdleMemoryReleaseOptions } from "./idle-memory-release.js";
-export { applyProxyRuntimeFlags, missingRuntimeFlags, PROXY_NODE_FLAGS, RUNTIME_FLAGS_ENV } from "./runtime-flags.js";
+export { applyProxyRuntimeFlags, JEMALLOC_ENV, JEMALLOC_PATHS, jemallocToPreload, missingRuntimeFlags, PROXY_NODE_FLAGS, RUNTIME_FLAGS_ENV } from "./runtime-flags.js";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import { JEMALLOC_ENV, JEMALLOC_PATHS, jemallocToPreload, missingRuntimeFlags, PROXY_NODE_FLAGS, RUNTIME_FLAGS_ENV } from "../../src/ops/index.js";
 import { startCli } from "../e2e/child.js";
 
@@ -42,45 +42,46 @@ function cmdline(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "");
 }
 
-test("`node dist/src/cli.js proxy` runs with the node flags, in the same process; turned off, without them", { skip: process.platform !== "linux" }, async (t) => {
-  // Static mode against an agent that is not there: the proxy starts, logs, and waits for it.
-  const args = ["proxy", "-service", "web", "-service-addr", "127.0.0.1:1", "-listen", "127.0.0.1:0", "-http-addr", "127.0.0.1:1", "-log-json"];
-  for (const [env, expectFlags] of [[{}, true], [{ [RUNTIME_FLAGS_ENV]: "off" }, false]] as const) {
-    const child = startCli(args, env);
-    t.after(async () => {
-      if (child.proc.exitCode === null) child.proc.kill("SIGKILL");
-      await child.exited;
-    });
-    const started = JSON.parse(await child.waitFor(/connect-sidecar proxy starting/)) as { pid: number };
-    assert.equal(started.pid, child.proc.pid, "the same PID a supervisor started");
-    const argv = cmdline(child.proc.pid!);
-    for (const f of PROXY_NODE_FLAGS) assert.equal(argv.includes(f), expectFlags, `${f} in ${argv.join(" ")}`);
-    child.proc.kill("SIGKILL");
-    await child.exited;
-  }
-});
-
 // The libraries mapped into a running process.
 function mappedLibraries(pid: number): string[] {
   return readFileSync(`/proc/${pid}/maps`, "utf8").split("\n").map((l) => l.split(/\s+/)[5] ?? "").filter((f) => f.endsWith(".so") || f.includes(".so."));
 }
 
+/**
+ * Starts `node dist/src/cli.js proxy` with `env` (static mode against an agent that is not there: it
+ * starts, logs, and waits for it), hands its pid and start line to `check` once it has logged, and kills it.
+ */
+async function withStartedProxy(t: TestContext, env: NodeJS.ProcessEnv, check: (pid: number, started: { pid: number; preload?: string }) => void): Promise<void> {
+  const args = ["proxy", "-service", "web", "-service-addr", "127.0.0.1:1", "-listen", "127.0.0.1:0", "-http-addr", "127.0.0.1:1", "-log-json"];
+  const child = startCli(args, env);
+  t.after(async () => {
+    if (child.proc.exitCode === null) child.proc.kill("SIGKILL");
+    await child.exited;
+  });
+  check(child.proc.pid!, JSON.parse(await child.waitFor(/connect-sidecar proxy starting/)) as { pid: number; preload?: string });
+  child.proc.kill("SIGKILL");
+  await child.exited;
+}
+
+test("`node dist/src/cli.js proxy` runs with the node flags, in the same process; turned off, without them", { skip: process.platform !== "linux" }, async (t) => {
+  for (const [env, expectFlags] of [[{}, true], [{ [RUNTIME_FLAGS_ENV]: "off" }, false]] as const) {
+    await withStartedProxy(t, env, (pid, started) => {
+      assert.equal(started.pid, pid, "the same PID a supervisor started");
+      const argv = cmdline(pid);
+      for (const f of PROXY_NODE_FLAGS) assert.equal(argv.includes(f), expectFlags, `${f} in ${argv.join(" ")}`);
+    });
+  }
+});
+
 const jemalloc = jemallocToPreload(process.env); // undefined where this test's own LD_PRELOAD is set
 test("a proxy runs on jemalloc where the host has it, and says so; turned off, on glibc's malloc", {
   skip: process.platform !== "linux" ? "Linux only" : jemalloc === undefined ? `LD_PRELOAD set, or no jemalloc at ${JEMALLOC_PATHS.join(", ")} (.ci/run installs libjemalloc2)` : false,
 }, async (t) => {
-  const args = ["proxy", "-service", "web", "-service-addr", "127.0.0.1:1", "-listen", "127.0.0.1:0", "-http-addr", "127.0.0.1:1", "-log-json"];
   for (const [env, expectJemalloc] of [[{}, true], [{ [JEMALLOC_ENV]: "off" }, false]] as const) {
-    const child = startCli(args, env);
-    t.after(async () => {
-      if (child.proc.exitCode === null) child.proc.kill("SIGKILL");
-      await child.exited;
+    await withStartedProxy(t, env, (pid, started) => {
+      const libs = mappedLibraries(pid);
+      assert.equal(libs.some((l) => l === jemalloc), expectJemalloc, libs.join(" "));
+      assert.equal(started.preload, expectJemalloc ? jemalloc : undefined, "the start line names the preload");
     });
-    const started = JSON.parse(await child.waitFor(/connect-sidecar proxy starting/)) as { preload?: string };
-    const libs = mappedLibraries(child.proc.pid!);
-    assert.equal(libs.some((l) => l === jemalloc), expectJemalloc, libs.join(" "));
-    assert.equal(started.preload, expectJemalloc ? jemalloc : undefined, "the start line names the preload");
-    child.proc.kill("SIGKILL");
-    await child.exited;
   }
 });

@@ -37,11 +37,11 @@ export const RUNTIME_FLAGS_ENV = "CONNECT_SIDECAR_NODE_FLAGS";
 // jemalloc returns freed pages on its own after a few seconds (dirty_decay_ms): 74–78 MB at the same
 // point, CPU per request and new connections per second unchanged (bench/README.md, "where the time
 // and memory go"). Envoy links tcmalloc for the same reason. Only glibc distributions' paths (the
-// Debian/Ubuntu multiarch ones, then /usr/lib64 of RHEL and Fedora), and only a file no user but
-// root can write: a preloaded library runs inside the proxy.
+// Debian/Ubuntu multiarch one of this process's architecture, then /usr/lib64 of RHEL and Fedora),
+// and only a file no user but root can write: a preloaded library runs inside the proxy.
+const MULTIARCH: Partial<Record<NodeJS.Architecture, string>> = { x64: "x86_64-linux-gnu", arm64: "aarch64-linux-gnu" };
 export const JEMALLOC_PATHS: readonly string[] = [
-  "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-  "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+  ...(MULTIARCH[process.arch] === undefined ? [] : [`/usr/lib/${MULTIARCH[process.arch]}/libjemalloc.so.2`]),
   "/usr/lib64/libjemalloc.so.2",
 ];
 

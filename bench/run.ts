@@ -31,7 +31,7 @@ import { fetchLeafPems, startAgentWithServices, startMesh, STARTUP_SERVICE, type
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
 import { haproxyStartup, sidecarStartup } from "./harness/startup.js";
 import { ensureTools } from "./harness/tools.js";
-import { rssKiB, ussKiB } from "./harness/usage.js";
+import { mallocOf, rssKiB, ussKiB } from "./harness/usage.js";
 import { startApp } from "./harness/setup.js";
 
 const GIB = 1024 ** 3;
@@ -163,6 +163,8 @@ async function main(): Promise<number> {
       id: "connect-sidecar", http: mesh.http, bulk: mesh.bulk, proxies: [client, server], processes: [client, server, bulk],
       startup: sidecarStartup(mesh, STARTUP_SERVICE),
     });
+    // The allocator moves the memory figures (glibc keeps what a busy spell freed): say which one ran.
+    notes.push(`connect-sidecar's processes run on ${[client, server, bulk].map((c) => mallocOf(c.pid) ?? "an unknown").join(" / ")} malloc (client / server / bulk sidecar)`);
     log("connect-sidecar path ready");
   } catch (err) {
     skipped.set("connect-sidecar", `the sidecars did not start: ${(err as Error).message.split("\n")[0]}`);

@@ -17,6 +17,12 @@ export function rssKiB(pid: number): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The malloc a process runs on: "jemalloc" when libjemalloc is mapped into it (a proxy preloads it where the host has it), else "glibc"; undefined when its maps cannot be read. */
+export function mallocOf(pid: number): "jemalloc" | "glibc" | undefined {
+  const maps = read(`/proc/${pid}/maps`);
+  return maps === undefined ? undefined : maps.includes("/libjemalloc.so") ? "jemalloc" : "glibc";
+}
+
 /**
  * Unique set size in KiB: Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup (Linux 4.14+).
  * RSS counts the pages of the node binary and shared libraries in every process that maps them;

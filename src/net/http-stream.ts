@@ -16,8 +16,8 @@
 // Bodies are streamed with backpressure, never held: only heads are buffered until complete.
 import type { Socket } from "node:net";
 import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
-import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HttpHead, type HttpParseError } from "./node-internals.js";
-import { cut, pipe, scratchBuffer, type PipeResult } from "./pipe.js";
+import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
+import { cut, pipe, scratchBuffer, writeFromScratch, type PipeResult } from "./pipe.js";
 
 export type { HttpHead } from "./node-internals.js";
 
@@ -89,22 +89,6 @@ export function createHttpStreamSet(): HttpStreamSet {
   };
 }
 
-/**
- * Makes each read of `sock` land in the process's scratch buffer and reach `onData` as a right-sized
- * copy, instead of Node's new 64 KiB ArrayBuffer per read (cut to size after the read): the same
- * chunks as 'data' events, which stream's logic keeps (held heads, a backlog), at less cost per read.
- * What the socket read before this stays in its readable buffer and still comes as 'data' (which
- * `onData` also handles) when it is resumed, ahead of any later read. pause()/resume() work as before.
- */
-function readOwnCopies(sock: Socket, onData: (chunk: Buffer) => void): void {
-  readIntoScratch(sock, scratchBuffer(), (n, buf) => {
-    const chunk = Buffer.allocUnsafe(n); // small reads come from Node's pool
-    buf.copy(chunk, 0, 0, n);
-    onData(chunk);
-    return true;
-  });
-}
-
 /** Envoy's RBAC filter answers a denied request with this body (and 403). */
 const DENIED_BODY = "RBAC: access denied";
 const DENIED = localAnswer(403, "Forbidden", DENIED_BODY, false);
@@ -158,6 +142,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   if (reqHeads === undefined || resHeads === undefined) return undefined;
   const reqBody = newBodyCursor();
   const resBody = newBodyCursor();
+  const scratch = scratchBuffer();
 
   const { promise: done, resolve } = Promise.withResolvers<PipeResult>();
   let server: Socket | undefined;
@@ -168,6 +153,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   let settled = false;
   let draining = false;
   let clientEnded = false;
+  let serverFull = false; // the server's write() said full: its 'drain' resumes the client
 
   // Requests (client → server).
   type ReqState = "head" | "body" | "raw" | "closed";
@@ -188,6 +174,9 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   /** No request is being read or waits for its answer. */
   const idle = (): boolean => queue.length === 0 && backlog === undefined && (rq === "closed" || (rq === "head" && reqHeld.length === 0));
 
+  /** `b` to hold past this read: a copy when it lies in the scratch buffer, which the next read overwrites. */
+  const keep = (b: Buffer): Buffer => (b.buffer === scratch.buffer ? Buffer.from(b) : b);
+
   // ---- the end ----
 
   /** Cuts both sides (a reset: nobody may take what was sent for complete). */
@@ -204,7 +193,8 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const closeInOrder = (): void => {
     if (closing) return;
     closing = true;
-    flushRange();
+    toServer.flush();
+    toClient.flush();
     rq = "closed";
     client.pause();
     server?.end();
@@ -212,19 +202,21 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     client.end(() => client.destroy());
   };
 
-  const settle = (): void => {
-    if (settled) return;
+  /** Lets go of the client: our listeners, timers and the signal (the stream settles, or pipe() takes over). */
+  const releaseClient = (): void => {
     settled = true;
     clearTimeout(headTimer);
     opts.signal.removeEventListener("abort", onAbort);
     client.off("data", onClientData).off("end", onClientEnd).off("error", onClientError).off("close", onClientClose).off("drain", onClientDrain);
     client.setTimeout(0);
+  };
+
+  const settle = (): void => {
+    if (settled) return;
+    releaseClient();
     // Requests that got no answer are reported as such.
     for (const p of queue.splice(0)) report(p, 0);
-    if (server !== undefined) {
-      detachServer(server);
-      server.destroy();
-    }
+    if (server !== undefined) detachServer(server).destroy();
     resolve({ reason: reason ?? "done", bytesFromClient, bytesFromServer });
   };
 
@@ -234,43 +226,28 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   // ---- writing ----
 
-  const toServer = (b: Buffer): void => {
-    if (server !== undefined && !server.write(b)) client.pause();
-  };
-  // What one read of the server forwards as it came (a head and its body, say) is one range of that
-  // read, written once: [from, to) of `reading` (byte offsets in its ArrayBuffer).
-  let reading: Buffer | undefined;
-  let from = 0;
-  let to = 0;
-  const flushRange = (): void => {
-    if (reading === undefined || to === from || client.destroyed) return;
-    const b = reading.subarray(from - reading.byteOffset, to - reading.byteOffset);
-    from = to;
-    if (!client.write(b)) server?.pause();
-  };
-  const toClient = (b: Buffer): void => {
-    const r = reading;
-    if (r !== undefined && b.buffer === r.buffer && b.byteOffset >= r.byteOffset && b.byteOffset + b.length <= r.byteOffset + r.length) {
-      if (b.byteOffset !== to) {
-        flushRange();
-        from = to = b.byteOffset;
-      }
-      to += b.length;
-      return;
-    }
-    flushRange();
-    if (!client.write(b)) server?.pause();
+  const toServer = new Forwarder(scratch, () => {
+    serverFull = true;
+    client.pause();
+  });
+  const toClient = new Forwarder(scratch, () => void server?.pause());
+  toClient.dst = client;
+
+  /** Reads the client again unless something holds it: a dial, the close, a full server, or the in-flight limit. */
+  const resumeClient = (): void => {
+    if (backlog === undefined && !closing && !serverFull && queue.length < MAX_IN_FLIGHT) client.resume();
   };
   const onClientDrain = (): void => void server?.resume();
   const onServerDrain = (): void => {
-    if (backlog === undefined && !closing) client.resume();
+    serverFull = false;
+    resumeClient();
   };
 
   /** Sends the proxy's own answers that are next in line; after one that closes, the connection ends. */
   const answerLocal = (): void => {
     for (let p = queue[0]; p?.local !== undefined; p = queue[0]) {
       dequeue();
-      toClient(p.local.bytes);
+      toClient.send(p.local.bytes);
       p.bodyBytes = p.local.bodyBytes;
       report(p, p.local.status);
       if (p.local.close || p.closeAfter) return closeInOrder();
@@ -284,7 +261,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   };
   const dequeue = (): InFlight => {
     const p = queue.shift()!;
-    if (queue.length === MAX_IN_FLIGHT - 1 && backlog === undefined && !closing) client.resume();
+    if (queue.length === MAX_IN_FLIGHT - 1) resumeClient();
     return p;
   };
 
@@ -295,57 +272,56 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   // ---- requests ----
 
+  // A read (into the scratch, or a 'data' chunk): what it forwards leaves in one write, head and body alike.
   const onClientData = (chunk: Buffer): void => {
     bytesFromClient += chunk.length;
-    if (backlog !== undefined) return void backlog.push(chunk);
-    // What one read forwards goes out in one write (one TLS record, one syscall), head and body alike.
-    const s = server;
-    s?.cork();
-    readRequests(chunk, 0);
-    s?.uncork();
+    if (backlog !== undefined) return void backlog.push(keep(chunk));
+    readRequests(chunk);
   };
 
-  const readRequests = (chunk: Buffer, from: number): void => {
-    let off = from;
+  const readRequests = (chunk: Buffer): void => {
+    toServer.begin(chunk);
+    let off = 0;
     while (off < chunk.length && !settled) {
-      if (backlog !== undefined) return void backlog.push(chunk.subarray(off));
-      switch (rq) {
-        case "head": {
-          const r = reqHeads.execute(chunk, off);
-          if (typeof r !== "number") return badRequest(r);
-          if (r === -1) {
-            reqHeld.push(off === 0 ? chunk : chunk.subarray(off));
-            headTimer ??= setTimeout(() => finish("client_timeout"), HEAD_TIMEOUT_MS);
-            return;
-          }
-          const bytes = reqHeld.length === 0 ? chunk.subarray(off, r) : Buffer.concat([...reqHeld.splice(0), chunk.subarray(off, r)]);
-          clearTimeout(headTimer);
-          headTimer = undefined;
-          off = r;
-          onRequestHead(reqHeads.head, bytes);
-          break;
-        }
-        case "body": {
-          const end = advanceBody(reqBody, chunk, off);
-          if (typeof end !== "number") return reqForward ? finish("client_error") : badRequest(end);
-          if (reqForward) toServer(slice(chunk, off, end));
-          off = end;
-          if (reqBody.complete) requestEnded();
-          break;
-        }
-        case "raw":
-          toServer(slice(chunk, off, chunk.length));
-          off = chunk.length;
-          break;
-        case "closed":
-          return; // after a request that ends the connection: nothing more is read
+      if (backlog !== undefined) {
+        backlog.push(keep(chunk.subarray(off)));
+        break;
       }
+      if (rq === "head") {
+        const r = headEnd(reqHeads, reqHeld, chunk, off, keep);
+        if (typeof r !== "number") {
+          badRequest(r);
+          break;
+        }
+        if (r === -1) {
+          headTimer ??= setTimeout(() => finish("client_timeout"), HEAD_TIMEOUT_MS);
+          break;
+        }
+        clearTimeout(headTimer);
+        headTimer = undefined;
+        const bytes = wholeHead(reqHeld, chunk, off, r);
+        off = r;
+        onRequestHead(reqHeads.head, bytes);
+      } else if (rq === "body") {
+        const end = advanceBody(reqBody, chunk, off);
+        if (typeof end !== "number") {
+          if (reqForward) finish("client_error");
+          else badRequest(end);
+          break;
+        }
+        if (reqForward) toServer.forward(off, end);
+        off = end;
+        if (reqBody.complete) requestEnded();
+      } else if (rq === "raw") {
+        toServer.forward(off, chunk.length);
+        off = chunk.length;
+      } else break; // closed: after a request that ends the connection, nothing more is read
     }
+    toServer.end();
   };
 
   const requestEnded = (): void => {
     rq = clientEnded ? "closed" : reqAfterBody;
-    reqHeads.reset();
     if (rq === "closed") answerLocal();
   };
 
@@ -356,13 +332,14 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   const onRequestHead = (head: HttpHead, bytes: Buffer): void => {
     const startedMs = performance.now();
-    const framing = requestFraming(head);
+    const names = lowerCaseNames(head.headers);
+    const framing = bodyFraming(head.headers, names, NONE, undefined);
     if (framing === undefined) return badRequest({ code: "HPE_INVALID_TRANSFER_ENCODING", reason: "" });
     const closeAfter = !head.keepAlive;
     if (opts.allow !== undefined && !opts.allow(head)) {
       opts.onDenied?.();
       // A client waiting for 100 Continue may never send the body it announced: close after the 403.
-      const waits = framing.t !== "none" && fieldHasToken(head.headers, "expect", "100-continue");
+      const waits = framing.t !== "none" && fieldHasToken(head.headers, names, "expect", "100-continue");
       reqForward = false;
       reqAfterBody = head.upgrade || waits || closeAfter ? "closed" : "head";
       enqueueLocal(head, head.upgrade || waits || closeAfter ? DENIED_CLOSE : DENIED, startedMs);
@@ -370,24 +347,25 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
       return startBody(framing);
     }
     const p: InFlight = { method: head.method, url: head.url, startedMs, local: undefined, upgrade: head.upgrade, closeAfter, status: 0, bodyBytes: 0 };
-    if (server === undefined) return dialThenForward(head, bytes, framing, p);
-    forwardRequest(head, bytes, framing, p);
+    // The head goes on as it came, or rebuilt without its hop-by-hop fields.
+    const out = head.upgrade ? bytes : withoutHopByHop(head, names, bytes, requestLine(head), closeAfter ? "close" : "keep-alive");
+    if (server === undefined) return dialThenForward(head, keep(out), framing, p);
+    forwardRequest(head, out, framing, p);
   };
 
-  const forwardRequest = (head: HttpHead, bytes: Buffer, framing: Framing, p: InFlight): void => {
+  const forwardRequest = (head: HttpHead, out: Buffer, framing: Framing, p: InFlight): void => {
     enqueue(p);
-    toServer(head.upgrade ? bytes : withoutHopByHop(head, bytes, requestLine(head), p.closeAfter ? "close" : "keep-alive"));
+    toServer.send(out);
     reqForward = true;
     reqAfterBody = p.closeAfter ? "closed" : "head";
     if (head.upgrade) {
       rq = "raw"; // the bytes after an Upgrade or CONNECT head are the new protocol's
-      reqHeads.reset();
       return;
     }
     startBody(framing);
   };
 
-  const dialThenForward = (head: HttpHead, bytes: Buffer, framing: Framing, p: InFlight): void => {
+  const dialThenForward = (head: HttpHead, out: Buffer, framing: Framing, p: InFlight): void => {
     if (opts.dial === undefined) return enqueueLocal(head, UNAVAILABLE, p.startedMs);
     backlog = [];
     client.pause();
@@ -400,10 +378,10 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
         return enqueueLocal(head, UNAVAILABLE, p.startedMs);
       }
       attachServer(s);
-      forwardRequest(head, bytes, framing, p);
-      for (const b of waiting) readRequests(b, 0);
+      forwardRequest(head, out, framing, p);
+      for (const b of waiting) readRequests(b);
       if (clientEnded && backlog === undefined) onClientEnd();
-      else if (!closing && backlog === undefined) client.resume();
+      else resumeClient();
     });
   };
 
@@ -437,37 +415,28 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   const onServerData = (chunk: Buffer): void => {
     bytesFromServer += chunk.length;
-    reading = chunk;
-    from = to = chunk.byteOffset;
-    client.cork(); // a rebuilt head and the body after it still leave in one write
+    toClient.begin(chunk);
     readAnswers(chunk);
-    flushRange();
-    reading = undefined;
-    client.uncork();
+    toClient.end();
   };
 
   const readAnswers = (chunk: Buffer): void => {
     let off = 0;
     while (off < chunk.length && !settled) {
-      switch (rs) {
-        case "head": {
-          const r = resHeads.execute(chunk, off);
-          if (typeof r !== "number") return badResponse();
-          if (r === -1) return void resHeld.push(off === 0 ? chunk : chunk.subarray(off));
-          const bytes = resHeld.length === 0 ? chunk.subarray(off, r) : Buffer.concat([...resHeld.splice(0), chunk.subarray(off, r)]);
-          off = r;
-          if (onResponseHead(resHeads.head, bytes)) return switchToRaw(chunk.subarray(off));
-          break;
-        }
-        case "body": {
-          const end = advanceBody(resBody, chunk, off);
-          if (typeof end !== "number") return finish("server_error");
-          toClient(slice(chunk, off, end));
-          queue[0]!.bodyBytes += end - off;
-          off = end;
-          if (resBody.complete) responseEnded();
-          break;
-        }
+      if (rs === "head") {
+        const r = headEnd(resHeads, resHeld, chunk, off, keep);
+        if (typeof r !== "number") return badResponse();
+        if (r === -1) return;
+        const bytes = wholeHead(resHeld, chunk, off, r);
+        off = r;
+        if (onResponseHead(resHeads.head, bytes)) return switchToRaw(off);
+      } else {
+        const end = advanceBody(resBody, chunk, off);
+        if (typeof end !== "number") return finish("server_error");
+        toClient.forward(off, end);
+        queue[0]!.bodyBytes += end - off;
+        off = end;
+        if (resBody.complete) responseEnded();
       }
     }
   };
@@ -482,22 +451,22 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     const status = head.statusCode;
     if (status === 101 ? p.upgrade : p.method === "CONNECT" && p.upgrade && status >= 200 && status < 300) {
       p.status = status;
-      toClient(bytes);
+      toClient.send(bytes);
       return true;
     }
+    const names = lowerCaseNames(head.headers);
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): interim, the final answer follows.
-      toClient(withoutHopByHop(head, bytes, statusLine(head), undefined));
-      resHeads.reset();
+      toClient.send(withoutHopByHop(head, names, bytes, statusLine(head), undefined));
       return false;
     }
     p.status = status;
     // An upgrade the server declined: the client's bytes after it were not HTTP.
     if (p.upgrade) p.closeAfter = true;
-    const f: Framing = p.method === "HEAD" || status === 204 || status === 304 ? NONE : responseFraming(head);
+    const f = p.method === "HEAD" || status === 204 || status === 304 ? NONE : bodyFraming(head.headers, names, EOF, EOF);
     // The server closes after this answer: we may dial it again for the next request (the app), or not (an upstream instance).
     if (f.t === "eof" || (!head.keepAlive && opts.dial === undefined)) p.closeAfter = true;
-    toClient(withoutHopByHop(head, bytes, statusLine(head), p.closeAfter || draining ? "close" : "keep-alive"));
+    toClient.send(withoutHopByHop(head, names, bytes, statusLine(head), p.closeAfter || draining ? "close" : "keep-alive"));
     if (draining) p.closeAfter = true;
     if (startBodyCursor(resBody, f)) rs = "body";
     else responseEnded();
@@ -507,7 +476,6 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const responseEnded = (): void => {
     const p = dequeue();
     rs = "head";
-    resHeads.reset();
     report(p, p.status);
     if (p.closeAfter) return closeInOrder();
     answerLocal();
@@ -519,15 +487,12 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     if (rs !== "head" || p === undefined || p.local !== undefined) return finish("server_error");
     queue[0] = { ...p, local: BAD_GATEWAY };
     if (server !== undefined) detachServer(server).destroy();
-    server = undefined;
     answerLocal();
   };
 
   /** The server closed, or failed: what that means depends on where the exchange stood. */
   const serverGone = (failure: PipeCloseReason | undefined): void => {
-    const s = server!;
-    detachServer(s);
-    server = undefined;
+    const s = detachServer(server!);
     if (failure === undefined) s.end(); // its FIN is answered; it closes once written
     if (rs === "body" && resBody.t === "eof" && failure === undefined) return responseEnded(); // the answer was delimited by the close
     if (rs === "head" && resHeld.length === 0) {
@@ -535,6 +500,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
       if (p === undefined || p.local !== undefined) {
         // Idle: the app's keep-alive ran out. The next request dials again; an upstream instance's end is the connection's.
         if (opts.dial === undefined) closeInOrder();
+        else resumeClient();
         return;
       }
       // A request got no answer: 503 for it, then close (those behind it were sent to a server that is gone).
@@ -551,34 +517,34 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   };
 
   const attachServer = (s: Socket): void => {
-    server = s;
+    server = toServer.dst = s;
+    serverFull = false;
     s.on("data", onServerData).on("end", onServerEnd).on("error", onServerError).on("close", onServerClose).on("drain", onServerDrain);
-    readOwnCopies(s, onServerData);
+    readIntoScratch(s, scratch, onServerRead);
     s.setNoDelay(true);
     if (opts.keepAliveMs > 0) s.setKeepAlive(true, opts.keepAliveMs);
     s.resume(); // a dialer may have paused it; adding 'data' does not undo that
   };
+  /** Lets go of the server: it is no longer ours to write to or read from (errors on it are ignored). */
   const detachServer = (s: Socket): Socket => {
     s.off("data", onServerData).off("end", onServerEnd).off("error", onServerError).off("close", onServerClose).off("drain", onServerDrain);
     s.on("error", ignore);
+    server = toServer.dst = undefined;
+    serverFull = false;
     return s;
   };
 
-  /** 101 (or 2xx to CONNECT): from here on, bytes both ways, as layer 4 carries them. */
-  const switchToRaw = (rest: Buffer): void => {
+  /** 101 (or 2xx to CONNECT): from here on, bytes both ways, as layer 4 carries them; the read's bytes from `off` are the new protocol's. */
+  const switchToRaw = (off: number): void => {
     const p = dequeue();
     report(p, p.status);
     const s = server!;
     client.pause();
     s.pause();
     detachServer(s);
-    settled = true; // pipe() owns both sockets from here
-    clearTimeout(headTimer);
-    opts.signal.removeEventListener("abort", onAbort);
-    client.off("data", onClientData).off("end", onClientEnd).off("error", onClientError).off("close", onClientClose).off("drain", onClientDrain);
-    client.setTimeout(0);
-    flushRange();
-    if (rest.length > 0) client.write(rest);
+    releaseClient(); // pipe() owns both sockets from here
+    toClient.forward(off, toClient.length());
+    toClient.flush();
     void pipe(client, s, { signal: opts.signal, idleTimeoutMs: opts.idleTimeoutMs, keepAliveMs: opts.keepAliveMs }).then((r) =>
       resolve({ reason: r.reason, bytesFromClient: bytesFromClient + r.bytesFromClient, bytesFromServer: bytesFromServer + r.bytesFromServer }),
     );
@@ -598,8 +564,21 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   // ---- start ----
 
+  // Each read lands in the process's scratch buffer and is handled there, as a 'data' chunk would be
+  // (what the socket read before this still comes as 'data', ahead of any later read): what goes on
+  // in the same turn is written from it where that is safe, what is held (a head until it is
+  // complete, a backlog while the server is dialled) is copied (keep).
+  const onClientRead = (n: number, buf: Buffer): boolean => {
+    onClientData(buf.subarray(0, n));
+    return true;
+  };
+  const onServerRead = (n: number, buf: Buffer): boolean => {
+    onServerData(buf.subarray(0, n));
+    return true;
+  };
+
   client.on("data", onClientData).on("end", onClientEnd).on("error", onClientError).on("close", onClientClose).on("drain", onClientDrain);
-  readOwnCopies(client, onClientData);
+  readIntoScratch(client, scratch, onClientRead);
   client.setNoDelay(true);
   if (opts.keepAliveMs > 0) client.setKeepAlive(true, opts.keepAliveMs);
   // Any byte either way passes through the client's socket, whose timer both refresh.
@@ -623,6 +602,95 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 }
 
 function ignore(): void {}
+
+/**
+ * One direction's writes while a read is handled (begin … end): the parts of that read that go on
+ * as they came (a head, a body) are gathered while they are contiguous and written once, together
+ * with the one piece from elsewhere before them (a rebuilt head, the proxy's own answer), so that
+ * a head and its body leave in one write (one TLS record, one syscall). A read in the scratch buffer
+ * is written from it where that is safe and copied where not (writeFromScratch, as pipe() does);
+ * outside a read, a piece is written at once. `onFull` is called when dst's write() said full.
+ */
+class Forwarder {
+  dst: Socket | undefined;
+  private read: Buffer | undefined;
+  private from = 0; // the gathered range: read[from, to)
+  private to = 0;
+  private lead: Buffer | undefined; // written before the range
+
+  constructor(private readonly scratch: Buffer, private readonly onFull: () => void) {}
+
+  begin(read: Buffer): void {
+    this.read = read;
+    this.from = this.to = 0;
+  }
+
+  end(): void {
+    this.flush();
+    this.read = undefined;
+  }
+
+  /** The length of the read being handled. */
+  length(): number {
+    return this.read?.length ?? 0;
+  }
+
+  /** read[start, end) of the read being handled. */
+  forward(start: number, end: number): void {
+    if (this.from === this.to) this.from = start;
+    else if (start !== this.to) {
+      this.flush();
+      this.from = start;
+    }
+    this.to = end;
+  }
+
+  /** Any bytes: a view of the read being handled joins the range; others are written ahead of what follows. */
+  send(b: Buffer): void {
+    const r = this.read;
+    if (r !== undefined && b.buffer === r.buffer && b.byteOffset >= r.byteOffset && b.byteOffset + b.length <= r.byteOffset + r.length) {
+      const start = b.byteOffset - r.byteOffset;
+      return this.forward(start, start + b.length);
+    }
+    if (this.lead !== undefined || this.from !== this.to) this.flush();
+    this.lead = b;
+    if (r === undefined) this.flush();
+  }
+
+  flush(): void {
+    const { dst, lead, read, from, to } = this;
+    this.lead = undefined;
+    this.from = to;
+    if (dst === undefined || dst.destroyed || (lead === undefined && from === to)) return;
+    let ok: boolean;
+    if (read === undefined || from === to) ok = dst.write(lead!);
+    else if (lead !== undefined) {
+      const out = Buffer.allocUnsafe(lead.length + to - from);
+      lead.copy(out, 0);
+      read.copy(out, lead.length, from, to);
+      ok = dst.write(out);
+    } else if (read.buffer === this.scratch.buffer) ok = writeFromScratch(dst, read, from, to);
+    else ok = dst.write(from === 0 && to === read.length ? read : read.subarray(from, to));
+    if (!ok) this.onFull();
+  }
+}
+
+/**
+ * Parses a head from chunk[off, …): the offset just past it when it completed (the parser is then
+ * ready for the next message; `parser.head` is this one), -1 when more is needed (what there is is
+ * held, through `keep`), or the error.
+ */
+function headEnd(parser: HeadParser, held: Buffer[], chunk: Buffer, off: number, keep: (b: Buffer) => Buffer): number | HttpParseError {
+  const r = parser.execute(chunk, off);
+  if (r === -1) held.push(keep(off === 0 ? chunk : chunk.subarray(off)));
+  else if (typeof r === "number") parser.reset();
+  return r;
+}
+
+/** The bytes of a head that ends at chunk[end]: what was held of it, then chunk[off, end). */
+function wholeHead(held: Buffer[], chunk: Buffer, off: number, end: number): Buffer {
+  return held.length === 0 ? chunk.subarray(off, end) : Buffer.concat([...held.splice(0), chunk.subarray(off, end)]);
+}
 
 /** Where a body being read stands: its framing, what is left of a length, the chunked walker. */
 interface BodyCursor { t: "length" | "chunked" | "eof"; remaining: number; walker: ChunkedBodyWalker | undefined; complete: boolean }
@@ -656,40 +724,39 @@ function advanceBody(c: BodyCursor, chunk: Buffer, off: number): number | HttpPa
   return e === -1 ? chunk.length : e;
 }
 
-/** buf[start, end) without a new Buffer object when that is all of it. */
-function slice(buf: Buffer, start: number, end: number): Buffer {
-  return start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+/** A head's field names in lower case, read once per head (framing, Expect, the hop-by-hop fields). */
+function lowerCaseNames(headers: readonly string[]): string[] {
+  const names = new Array<string>(headers.length >> 1);
+  for (let i = 0; i < headers.length; i += 2) names[i >> 1] = headers[i]!.toLowerCase();
+  return names;
 }
 
 /** The value of the first field named `name` (lower case), or undefined. */
-function field(headers: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.length === name.length && headers[i]!.toLowerCase() === name) return headers[i + 1];
-  return undefined;
+function field(headers: readonly string[], names: readonly string[], name: string): string | undefined {
+  const i = names.indexOf(name);
+  return i === -1 ? undefined : headers[2 * i + 1];
 }
 
 /** True when a comma-separated field `name` holds `token` (case-insensitive), in any of its lines. */
-function fieldHasToken(headers: readonly string[], name: string, token: string): boolean {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i]!.toLowerCase() !== name) continue;
-    for (const t of headers[i + 1]!.split(",")) if (t.trim().toLowerCase() === token) return true;
+function fieldHasToken(headers: readonly string[], names: readonly string[], name: string, token: string): boolean {
+  for (let i = 0; i < names.length; i++) {
+    if (names[i] !== name) continue;
+    for (const t of headers[2 * i + 1]!.split(",")) if (t.trim().toLowerCase() === token) return true;
   }
   return false;
 }
 
-/** RFC 9112 §6.3 for a request llhttp accepted: chunked, a length, or no body. Undefined: a coding we cannot frame. */
-function requestFraming(head: HttpHead): Framing | undefined {
-  const te = field(head.headers, "transfer-encoding");
-  if (te !== undefined) return lastCodingIsChunked(te) ? CHUNKED : undefined;
-  const cl = field(head.headers, "content-length");
-  return cl === undefined ? NONE : { t: "length", n: Number(cl) };
-}
-
-/** RFC 9112 §6.3 for an answer that may have a body: chunked, a length, or until the server closes. */
-function responseFraming(head: HttpHead): Framing {
-  const te = field(head.headers, "transfer-encoding");
-  if (te !== undefined) return lastCodingIsChunked(te) ? CHUNKED : EOF;
-  const cl = field(head.headers, "content-length");
-  return cl === undefined ? EOF : { t: "length", n: Number(cl) };
+/**
+ * RFC 9112 §6.3 for a message that may have a body (a request llhttp accepted, an answer): chunked,
+ * a length, `unframed` when neither is given (requests: no body; answers: until the server closes),
+ * `otherCoding` when the last transfer coding is not chunked (requests: undefined, a 400; answers:
+ * until the server closes).
+ */
+function bodyFraming<O extends Framing | undefined>(headers: readonly string[], names: readonly string[], unframed: Framing, otherCoding: O): Framing | O {
+  const te = field(headers, names, "transfer-encoding");
+  if (te !== undefined) return lastCodingIsChunked(te) ? CHUNKED : otherCoding;
+  const cl = field(headers, names, "content-length");
+  return cl === undefined ? unframed : { t: "length", n: Number(cl) };
 }
 
 function lastCodingIsChunked(te: string): boolean {
@@ -713,16 +780,16 @@ function statusLine(h: HttpHead): string {
  * Connection names), with `connection: <ours>` when given. The first case returns `bytes` itself:
  * a message that crossed one of our proxies already (which wrote its Connection) is not rebuilt again.
  */
-function withoutHopByHop(head: HttpHead, bytes: Buffer, firstLine: string, ours: "close" | "keep-alive" | undefined): Buffer {
+function withoutHopByHop(head: HttpHead, names: readonly string[], bytes: Buffer, firstLine: string, ours: "close" | "keep-alive" | undefined): Buffer {
   const h = head.headers;
   let named: string[] | undefined;
   let rebuild = false;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i]!.toLowerCase();
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
     if (!HOP_BY_HOP.has(name)) continue;
     if (name !== "connection") rebuild = true;
     else {
-      for (const t of h[i + 1]!.split(",")) {
+      for (const t of h[2 * i + 1]!.split(",")) {
         const token = t.trim().toLowerCase();
         (named ??= []).push(token);
         if (token !== ours) rebuild = true;
@@ -731,10 +798,10 @@ function withoutHopByHop(head: HttpHead, bytes: Buffer, firstLine: string, ours:
   }
   if (!rebuild && (named !== undefined || ours !== "close")) return bytes;
   let out = firstLine;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i]!.toLowerCase();
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
     if (HOP_BY_HOP.has(name) || named?.includes(name) === true) continue;
-    out += `${h[i]}: ${h[i + 1]}\r\n`;
+    out += `${h[2 * i]}: ${h[2 * i + 1]}\r\n`;
   }
   // The sender's Connection is replaced by ours; none was there: HTTP/1.1's default stands.
   if (ours === "close" || (ours !== undefined && named !== undefined)) out += `connection: ${ours}\r\n`;

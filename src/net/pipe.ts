@@ -101,13 +101,13 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
       bytesFromClient += n;
       bytesMoved += n;
       active = true;
-      return toServer !== undefined ? toServer.write(buf, n) : writeToTls(server, buf, n);
+      return toServer !== undefined ? toServer.write(buf, n) : writeToTls(server, buf, 0, n);
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
       bytesMoved += n;
       active = true;
-      return toClient !== undefined ? toClient.write(buf, n) : writeToTls(client, buf, n);
+      return toClient !== undefined ? toClient.write(buf, n) : writeToTls(client, buf, 0, n);
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -259,24 +259,34 @@ function newSpareCopy(): SpareCopy {
 const TLS_WRITE_AHEAD = 256 * 1024;
 
 /**
- * Writes buf[0, n) to a TLS socket: a view when nothing is queued (it is encrypted inside write()),
- * else a copy. Returns whether the source may keep reading: false only when write() said so (so its
- * 'drain' will come to resume the source) and the write-ahead is used up.
+ * Writes buf[start, end), bytes of a buffer that the next read overwrites (the scratch), to `dst`:
+ * to a TLS socket through writeToTls, to any other as a copy (it may keep the buffer past write()).
+ * Returns whether the source may keep reading (writeToTls's answer for a TLS socket).
  */
-function writeToTls(dst: Socket, buf: Buffer, n: number): boolean {
-  const ok = dst.writableLength === 0 ? dst.write(buf.subarray(0, n)) : writeCopy(dst, buf, n);
+export function writeFromScratch(dst: Socket, buf: Buffer, start: number, end: number): boolean {
+  return dst instanceof TLSSocket ? writeToTls(dst, buf, start, end) : writeCopy(dst, buf, start, end);
+}
+
+/**
+ * Writes buf[start, end) to a TLS socket: a view when nothing is queued or corked (it is encrypted
+ * inside write()), else a copy. Returns whether the source may keep reading: false only when write()
+ * said so (so its 'drain' will come to resume the source) and the write-ahead is used up.
+ */
+function writeToTls(dst: Socket, buf: Buffer, start: number, end: number): boolean {
+  const ok = dst.writableLength === 0 && dst.writableCorked === 0 ? dst.write(buf.subarray(start, end)) : writeCopy(dst, buf, start, end);
   return ok || dst.writableLength < TLS_WRITE_AHEAD;
 }
 
-/** Writes a copy of buf[0, n) to a socket that may keep what it is given past write(). */
-function writeCopy(dst: Socket, buf: Buffer, n: number): boolean {
+/** Writes a copy of buf[start, end) to a socket that may keep what it is given past write(). */
+function writeCopy(dst: Socket, buf: Buffer, start: number, end: number): boolean {
+  const n = end - start;
   if (n < POOLED_COPY_MIN) {
     const out = Buffer.allocUnsafe(n);
-    buf.copy(out, 0, 0, n);
+    buf.copy(out, 0, start, end);
     return dst.write(out);
   }
   const spare = spareCopies.pop() ?? newSpareCopy();
-  buf.copy(spare.buf, 0, 0, n);
+  buf.copy(spare.buf, 0, start, end);
   return dst.write(spare.buf.subarray(0, n), spare.release);
 }
 
@@ -305,10 +315,10 @@ class RecordCoalescer {
   constructor(private readonly dst: Socket, private readonly src: Socket) {}
 
   write(buf: Buffer, n: number): boolean {
-    if (n !== FULL_RECORD && this.pending === undefined) return writeCopy(this.dst, buf, n);
+    if (n !== FULL_RECORD && this.pending === undefined) return writeCopy(this.dst, buf, 0, n);
     if (this.pending !== undefined && this.used + n > SCRATCH_BYTES && !this.flush()) {
       // dst is full: this read goes on its own, and the source pauses.
-      writeCopy(this.dst, buf, n);
+      writeCopy(this.dst, buf, 0, n);
       return false;
     }
     if (this.pending === undefined) {

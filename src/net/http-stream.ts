@@ -17,7 +17,7 @@
 import type { Socket } from "node:net";
 import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
 import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
-import { cut, pipe, scratchBuffer, writeFromScratch, type PipeResult } from "./pipe.js";
+import { countPiped, cut, pipe, scratchBuffer, writeFromScratch, type PipeResult } from "./pipe.js";
 
 export type { HttpHead } from "./node-internals.js";
 
@@ -275,6 +275,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   // A read (into the scratch, or a 'data' chunk): what it forwards leaves in one write, head and body alike.
   const onClientData = (chunk: Buffer): void => {
     bytesFromClient += chunk.length;
+    countPiped(chunk.length);
     if (backlog !== undefined) return void backlog.push(keep(chunk));
     readRequests(chunk);
   };
@@ -415,6 +416,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
 
   const onServerData = (chunk: Buffer): void => {
     bytesFromServer += chunk.length;
+    countPiped(chunk.length);
     toClient.begin(chunk);
     readAnswers(chunk);
     toClient.end();

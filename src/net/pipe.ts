@@ -36,9 +36,14 @@ export function scratchBuffer(): Buffer {
   return (sharedScratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
 }
 
-/** Bytes every pipe of this process has moved, both ways, since it started. */
+/** Bytes every pipe of this process has moved, both ways, since it started (HTTP connections' included). */
 export function bytesPiped(): number {
   return bytesMoved;
+}
+
+/** Counts bytes moved by a connection that is not a pipe (HTTP, http-stream.ts) into bytesPiped(). */
+export function countPiped(n: number): void {
+  bytesMoved += n;
 }
 
 // The idle timer ticks this many times per idleTimeoutMs, so silence is detected within +25%.

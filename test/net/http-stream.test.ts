@@ -6,7 +6,7 @@ import { once } from "node:events";
 import { createServer as createHttpServer, type IncomingHttpHeaders } from "node:http";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { test, type TestContext } from "node:test";
-import { streamHttp, type HttpExchange, type HttpStream } from "../../src/net/index.js";
+import { bytesPiped, streamHttp, type HttpExchange, type HttpStream } from "../../src/net/index.js";
 import { until } from "../support/wait.js";
 
 interface Seen { method: string; url: string; headers: IncomingHttpHeaders; body: string }
@@ -254,4 +254,15 @@ test("the idle timeout ends a keep-alive connection with nothing in flight in or
   stalled.sock.write("POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"); // 7 bytes of the body never come
   assert.equal(await stalledEnd, "ECONNRESET", "a stalled exchange is cut");
   assert.equal((await s.streams[1]!.done).reason, "idle_timeout");
+});
+
+test("HTTP traffic counts as piped bytes, which the idle memory release watches for traffic", async (t) => {
+  const s = await setup(t);
+  const c = await rawClient(t, s.port);
+  const before = bytesPiped();
+  const request = "GET /counted HTTP/1.1\r\nHost: x\r\n\r\n";
+  c.sock.write(request);
+  const text = await c.until((x) => x.includes("GET /counted"), "the answer");
+  // Both ways: the request, and the answer as the app sent it (its Keep-Alive field is not forwarded).
+  assert.ok(bytesPiped() - before >= request.length + text.length, `${bytesPiped() - before} bytes counted`);
 });

@@ -349,7 +349,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     }
     const p: InFlight = { method: head.method, url: head.url, startedMs, local: undefined, upgrade: head.upgrade, closeAfter, status: 0, bodyBytes: 0 };
     // The head goes on as it came, or rebuilt without its hop-by-hop fields.
-    const out = head.upgrade ? bytes : withoutHopByHop(head, names, bytes, requestLine(head), closeAfter ? "close" : "keep-alive");
+    const out = head.upgrade ? bytes : withoutHopByHop(head, names, bytes, closeAfter ? "close" : "keep-alive");
     if (server === undefined) return dialThenForward(head, keep(out), framing, p);
     forwardRequest(head, out, framing, p);
   };
@@ -459,7 +459,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     const names = lowerCaseNames(head.headers);
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): interim, the final answer follows.
-      toClient.send(withoutHopByHop(head, names, bytes, statusLine(head), undefined));
+      toClient.send(withoutHopByHop(head, names, bytes, undefined));
       return false;
     }
     p.status = status;
@@ -468,7 +468,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     const f = p.method === "HEAD" || status === 204 || status === 304 ? NONE : bodyFraming(head.headers, names, EOF, EOF);
     // The server closes after this answer: we may dial it again for the next request (the app), or not (an upstream instance).
     if (f.t === "eof" || (!head.keepAlive && opts.dial === undefined)) p.closeAfter = true;
-    toClient.send(withoutHopByHop(head, names, bytes, statusLine(head), p.closeAfter || draining ? "close" : "keep-alive"));
+    toClient.send(withoutHopByHop(head, names, bytes, p.closeAfter || draining ? "close" : "keep-alive"));
     if (draining) p.closeAfter = true;
     if (startBodyCursor(resBody, f)) rs = "body";
     else responseEnded();
@@ -782,7 +782,7 @@ function statusLine(h: HttpHead): string {
  * Connection names), with `connection: <ours>` when given. The first case returns `bytes` itself:
  * a message that crossed one of our proxies already (which wrote its Connection) is not rebuilt again.
  */
-function withoutHopByHop(head: HttpHead, names: readonly string[], bytes: Buffer, firstLine: string, ours: "close" | "keep-alive" | undefined): Buffer {
+function withoutHopByHop(head: HttpHead, names: readonly string[], bytes: Buffer, ours: "close" | "keep-alive" | undefined): Buffer {
   const h = head.headers;
   let named: string[] | undefined;
   let rebuild = false;
@@ -799,7 +799,7 @@ function withoutHopByHop(head: HttpHead, names: readonly string[], bytes: Buffer
     }
   }
   if (!rebuild && (named !== undefined || ours !== "close")) return bytes;
-  let out = firstLine;
+  let out = head.method === "" ? statusLine(head) : requestLine(head); // an answer has no method
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     if (HOP_BY_HOP.has(name) || named?.includes(name) === true) continue;

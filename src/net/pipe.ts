@@ -278,7 +278,8 @@ export function writeFromScratch(dst: Socket, buf: Buffer, start: number, end: n
  * said so (so its 'drain' will come to resume the source) and the write-ahead is used up.
  */
 function writeToTls(dst: Socket, buf: Buffer, start: number, end: number): boolean {
-  const ok = dst.writableLength === 0 && dst.writableCorked === 0 ? dst.write(buf.subarray(start, end)) : writeCopy(dst, buf, start, end);
+  const ok =
+    dst.writableLength === 0 && dst.writableCorked === 0 ? dst.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) : writeCopy(dst, buf, start, end);
   return ok || dst.writableLength < TLS_WRITE_AHEAD;
 }
 

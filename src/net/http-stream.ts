@@ -15,9 +15,10 @@
 // - draining: an idle connection closes at once, a busy one after its answer, which says so.
 // Bodies are streamed with backpressure, never held: only heads are buffered until complete.
 import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import { errorCloseReason, isPipeCloseReason, type PipeCloseReason } from "./close-reason.js";
 import { createChunkedBodyWalker, createHeadParser, readIntoScratch, type ChunkedBodyWalker, type HeadParser, type HttpHead, type HttpParseError } from "./node-internals.js";
-import { countPiped, cut, pipe, scratchBuffer, writeFromScratch, type PipeResult } from "./pipe.js";
+import { countPiped, cut, pipe, RecordCoalescer, scratchBuffer, writeFromScratch, type PipeResult } from "./pipe.js";
 
 export type { HttpHead } from "./node-internals.js";
 
@@ -193,8 +194,8 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const closeInOrder = (): void => {
     if (closing) return;
     closing = true;
-    toServer.flush();
-    toClient.flush();
+    toServer.flushAll();
+    toClient.flushAll();
     rq = "closed";
     client.pause();
     server?.end();
@@ -214,6 +215,8 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const settle = (): void => {
     if (settled) return;
     releaseClient();
+    toClient.discard();
+    toServer.discard();
     // Requests that got no answer are reported as such.
     for (const p of queue.splice(0)) report(p, 0);
     if (server !== undefined) detachServer(server).destroy();
@@ -231,7 +234,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     client.pause();
   });
   const toClient = new Forwarder(scratch, () => void server?.pause());
-  toClient.dst = client;
+  toClient.setDst(client);
 
   /** Reads the client again unless something holds it: a dial, the close, a full server, or the in-flight limit. */
   const resumeClient = (): void => {
@@ -519,7 +522,8 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   };
 
   const attachServer = (s: Socket): void => {
-    server = toServer.dst = s;
+    server = s;
+    toServer.setDst(s);
     serverFull = false;
     s.on("data", onServerData).on("end", onServerEnd).on("error", onServerError).on("close", onServerClose).on("drain", onServerDrain);
     readIntoScratch(s, scratch, onServerRead);
@@ -531,7 +535,8 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
   const detachServer = (s: Socket): Socket => {
     s.off("data", onServerData).off("end", onServerEnd).off("error", onServerError).off("close", onServerClose).off("drain", onServerDrain);
     s.on("error", ignore);
-    server = toServer.dst = undefined;
+    server = undefined;
+    toServer.setDst(undefined);
     serverFull = false;
     return s;
   };
@@ -546,7 +551,7 @@ export function streamHttp(client: Socket, opts: HttpStreamOptions): HttpStream 
     detachServer(s);
     releaseClient(); // pipe() owns both sockets from here
     toClient.forward(off, toClient.length());
-    toClient.flush();
+    toClient.flushAll();
     void pipe(client, s, { signal: opts.signal, idleTimeoutMs: opts.idleTimeoutMs, keepAliveMs: opts.keepAliveMs }).then((r) =>
       resolve({ reason: r.reason, bytesFromClient: bytesFromClient + r.bytesFromClient, bytesFromServer: bytesFromServer + r.bytesFromServer }),
     );
@@ -610,17 +615,26 @@ function ignore(): void {}
  * as they came (a head, a body) are gathered while they are contiguous and written once, together
  * with the one piece from elsewhere before them (a rebuilt head, the proxy's own answer), so that
  * a head and its body leave in one write (one TLS record, one syscall). A read in the scratch buffer
- * is written from it where that is safe and copied where not (writeFromScratch, as pipe() does);
- * outside a read, a piece is written at once. `onFull` is called when dst's write() said full.
+ * is written from it where that is safe and copied where not, as pipe() does: writeFromScratch to a
+ * TLS socket, a RecordCoalescer to a plain one (a TLS peer's full records, body bytes, gathered into
+ * one write per turn). Outside a read, a piece is written at once. `onFull`: dst said it is full.
  */
 class Forwarder {
-  dst: Socket | undefined;
+  private dst: Socket | undefined;
+  private coalescer: RecordCoalescer | undefined;
   private read: Buffer | undefined;
   private from = 0; // the gathered range: read[from, to)
   private to = 0;
   private lead: Buffer | undefined; // written before the range
 
   constructor(private readonly scratch: Buffer, private readonly onFull: () => void) {}
+
+  /** Writes go to `d` from now on (undefined: nowhere); what was gathered for the one before goes to it first. */
+  setDst(d: Socket | undefined): void {
+    this.coalescer?.flush();
+    this.dst = d;
+    this.coalescer = d === undefined || d instanceof TLSSocket ? undefined : new RecordCoalescer(d, this.onFull);
+  }
 
   begin(read: Buffer): void {
     this.read = read;
@@ -665,15 +679,32 @@ class Forwarder {
     this.from = to;
     if (dst === undefined || dst.destroyed || (lead === undefined && from === to)) return;
     let ok: boolean;
-    if (read === undefined || from === to) ok = dst.write(lead!);
-    else if (lead !== undefined) {
-      const out = Buffer.allocUnsafe(lead.length + to - from);
-      lead.copy(out, 0);
-      read.copy(out, lead.length, from, to);
-      ok = dst.write(out);
-    } else if (read.buffer === this.scratch.buffer) ok = writeFromScratch(dst, read, from, to);
-    else ok = dst.write(from === 0 && to === read.length ? read : read.subarray(from, to));
+    if (lead === undefined && read!.buffer === this.scratch.buffer) {
+      ok = this.coalescer !== undefined ? this.coalescer.write(read!, from, to) : writeFromScratch(dst, read!, from, to);
+    } else {
+      this.coalescer?.flush(); // what it gathered goes first
+      if (read === undefined || from === to) ok = dst.write(lead!);
+      else if (lead !== undefined) {
+        const out = Buffer.allocUnsafe(lead.length + to - from);
+        lead.copy(out, 0);
+        read.copy(out, lead.length, from, to);
+        ok = dst.write(out);
+      } else ok = dst.write(from === 0 && to === read.length ? read : read.subarray(from, to));
+    }
     if (!ok) this.onFull();
+  }
+
+  /** flush(), and what the coalescer gathered: before an end, or before another writer takes over. */
+  flushAll(): void {
+    this.flush();
+    if (this.coalescer !== undefined && !this.coalescer.flush()) this.onFull();
+  }
+
+  /** The stream ended: nothing more is written (what was gathered is dropped, its buffer kept for reuse). */
+  discard(): void {
+    this.coalescer?.discard();
+    this.lead = undefined;
+    this.from = this.to;
   }
 }
 

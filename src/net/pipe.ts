@@ -100,19 +100,19 @@ export function pipe(client: Socket, server: Socket, opts: PipeOptions = {}): Pr
     // A read into the shared scratch goes to a TLS socket through writeToTls (a view: it encrypts the
     // bytes inside write()), to any other socket as a copy (it may keep the buffer past write()),
     // gathered when it is one of a burst of full records.
-    const toServer = server instanceof TLSSocket ? undefined : new RecordCoalescer(server, client);
-    const toClient = client instanceof TLSSocket ? undefined : new RecordCoalescer(client, server);
+    const toServer = server instanceof TLSSocket ? undefined : new RecordCoalescer(server, () => client.pause());
+    const toClient = client instanceof TLSSocket ? undefined : new RecordCoalescer(client, () => server.pause());
     const onClientRead = (n: number, buf: Buffer): boolean => {
       bytesFromClient += n;
       bytesMoved += n;
       active = true;
-      return toServer !== undefined ? toServer.write(buf, n) : writeToTls(server, buf, 0, n);
+      return toServer !== undefined ? toServer.write(buf, 0, n) : writeToTls(server, buf, 0, n);
     };
     const onServerRead = (n: number, buf: Buffer): boolean => {
       bytesFromServer += n;
       bytesMoved += n;
       active = true;
-      return toClient !== undefined ? toClient.write(buf, n) : writeToTls(client, buf, 0, n);
+      return toClient !== undefined ? toClient.write(buf, 0, n) : writeToTls(client, buf, 0, n);
     };
     const onServerDrain = (): void => void client.resume();
     const onClientDrain = (): void => void server.resume();
@@ -307,24 +307,27 @@ const FULL_RECORD = 16 * 1024; // TLS's largest plaintext record: more of the sa
  * full-record reads into one buffer that is written when a shorter read ends the burst, when it is
  * full, or at the end of the turn (setImmediate), whichever comes first. A read that is not part of a
  * burst is written at once, as writeCopy does. Backpressure: write() returns what dst.write() said;
- * a flush at the end of the turn pauses `src` itself when dst is full (its 'drain' resumes it).
+ * a flush at the end of the turn calls `onFull` when dst is full (pipe: pauses the source, which
+ * dst's 'drain' resumes). Anything else written to dst must wait for flush().
  */
-class RecordCoalescer {
+export class RecordCoalescer {
   private pending: SpareCopy | undefined;
   private used = 0;
   private flushScheduled = false;
   private readonly flushAtTurnEnd = (): void => {
     this.flushScheduled = false;
-    if (this.pending !== undefined && !this.flush()) this.src.pause();
+    if (this.pending !== undefined && !this.flush()) this.onFull();
   };
 
-  constructor(private readonly dst: Socket, private readonly src: Socket) {}
+  constructor(private readonly dst: Socket, private readonly onFull: () => void) {}
 
-  write(buf: Buffer, n: number): boolean {
-    if (n !== FULL_RECORD && this.pending === undefined) return writeCopy(this.dst, buf, 0, n);
+  /** Copies buf[start, end), a read (or all that goes on of one), to dst or into the burst being gathered. */
+  write(buf: Buffer, start: number, end: number): boolean {
+    const n = end - start;
+    if (n !== FULL_RECORD && this.pending === undefined) return writeCopy(this.dst, buf, start, end);
     if (this.pending !== undefined && this.used + n > SCRATCH_BYTES && !this.flush()) {
       // dst is full: this read goes on its own, and the source pauses.
-      writeCopy(this.dst, buf, 0, n);
+      writeCopy(this.dst, buf, start, end);
       return false;
     }
     if (this.pending === undefined) {
@@ -335,7 +338,7 @@ class RecordCoalescer {
         setImmediate(this.flushAtTurnEnd);
       }
     }
-    buf.copy(this.pending.buf, this.used, 0, n);
+    buf.copy(this.pending.buf, this.used, start, end);
     this.used += n;
     return n === FULL_RECORD ? true : this.flush();
   }

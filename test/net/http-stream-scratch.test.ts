@@ -213,3 +213,91 @@ test("a request head waiting for the app's dial is kept as a copy: other connect
   await until(() => first.text().includes("GET /the-first"), "the first connection's answer");
   assert.match(first.text(), /^HTTP\/1\.1 200 [^]*GET \/the-first-connection-waits-for-its-dial  $/);
 });
+
+const RECORD = 16 * 1024; // TLS's largest plaintext record
+
+/**
+ * A TLS client in front of streamHttp and a node:http app that answers each request with its path, the
+ * body's length and SHA-256 (reading it slowly when `slowApp`). `holdUntil`: the proxy reads nothing
+ * before it resolves. Counts the proxy's writes to the app.
+ */
+async function tlsClientToPlainApp(t: TestContext, o: { slowApp: boolean; holdUntil?: Promise<void> }) {
+  const ca = await makeCa();
+  const leaf = await ca.issueLeaf({ service: "web" });
+  const seen: Array<{ url: string; hop: string | undefined }> = [];
+  const app = createHttpServer((req, res) => {
+    seen.push({ url: req.url!, hop: req.headers["x-hop"] as string | undefined });
+    const h = createHash("sha256");
+    let n = 0;
+    req.on("data", (d: Buffer) => {
+      h.update(d);
+      n += d.length;
+      if (o.slowApp) {
+        req.pause();
+        setTimeout(() => req.resume(), 1);
+      }
+    });
+    req.on("end", () => res.end(`${req.url} ${n} ${h.digest("hex")}\n`));
+  });
+  const appPort = await listening(t, app);
+  t.after(() => app.closeAllConnections());
+  let writesToApp = 0;
+  const proxy = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem, allowHalfOpen: true } as tls.TlsOptions, (sock) => {
+    sock.on("error", noop);
+    sock.pause();
+    void (o.holdUntil ?? Promise.resolve()).then(() =>
+      streamHttp(sock, {
+        ...streamOpts(t),
+        dial: async () => {
+          const s = net.connect({ port: appPort, host: "127.0.0.1", allowHalfOpen: true });
+          const write = s.write.bind(s) as (...args: unknown[]) => boolean;
+          s.write = ((...args: unknown[]) => (writesToApp++, write(...args))) as typeof s.write;
+          await once(s, "connect");
+          return s;
+        },
+      }),
+    );
+  });
+  const port = await listening(t, proxy);
+  const c = tls.connect({ port, host: "127.0.0.1", ca: ca.certPem, checkServerIdentity: () => undefined, allowHalfOpen: true } as tls.ConnectionOptions);
+  t.after(() => c.destroy());
+  c.on("error", noop);
+  await once(c, "secureConnect");
+  let text = "";
+  c.setEncoding("latin1");
+  c.on("data", (d: string) => (text += d));
+  return { c, seen, text: () => text, writesToApp: () => writesToApp };
+}
+
+test("a TLS client's full records bound for a plain app are gathered: fewer writes than records, bodies intact under backpressure", async (t) => {
+  const s = await tlsClientToPlainApp(t, { slowApp: true });
+  const body = randomBytes(8 * MiB + 3);
+  s.c.write(`POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+  s.c.write(body);
+  await until(() => s.text().includes("/up "), "the answer");
+  assert.match(s.text(), new RegExp(`/up ${body.length} ${sha256(body)}\n$`));
+  const records = Math.ceil(body.length / RECORD);
+  // One write per record would be `records`; a 64 KiB TCP read holds up to four of them.
+  assert.ok(s.writesToApp() < records / 2, `${s.writesToApp()} writes to the app for ${records} TLS records`);
+});
+
+test("records gathered for a plain app are written before the rebuilt head that follows them in the same turn", async (t) => {
+  const sent = Promise.withResolvers<void>();
+  const s = await tlsClientToPlainApp(t, { slowApp: false, holdUntil: sent.promise });
+  // The first request fills whole records exactly; the second's head starts a record of its own and is
+  // rebuilt (it names a hop-by-hop field): a write from elsewhere right after gathered records.
+  const prefix = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: ";
+  const BODY_A = 16 * RECORD - (prefix.length + 6 + 4); // a 6-digit length
+  const head = `${prefix}${BODY_A}\r\n\r\n`;
+  const first = Buffer.concat([Buffer.from(head, "latin1"), randomBytes(16 * RECORD - head.length)]);
+  assert.equal(first.length % RECORD, 0);
+  const body = first.subarray(head.length);
+  s.c.write(first);
+  s.c.write("POST /b HTTP/1.1\r\nHost: x\r\nConnection: X-Hop\r\nX-Hop: 1\r\nContent-Length: 3\r\n\r\nabc");
+  s.c.end();
+  await once(s.c, "finish");
+  sent.resolve(); // the proxy reads it all now, in one turn
+  await until(() => s.text().includes("/b "), "the second answer");
+  assert.match(s.text(), new RegExp(`/a ${body.length} ${sha256(body)}\n[^]*/b 3 ${sha256(Buffer.from("abc"))}\n$`));
+  assert.deepEqual(s.seen, [{ url: "/a", hop: undefined }, { url: "/b", hop: undefined }]);
+});

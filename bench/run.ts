@@ -276,7 +276,7 @@ async function main(): Promise<number> {
       "new connections": tools.wrk ? `wrk -t1 -c16 -H "Connection: close", ${settings.connRateS} s` : `Node: 16 clients, connect + 1 request + close, ${settings.connRateS} s`,
       bulk: `${settings.bulkBytes / MIB} MiB over one connection to a raw TCP sink/source app, each direction`,
       "start-up": `${settings.startups} fresh processes per path, one after another (each stopped before the next), pinned with the proxies; ours: ${live.get("connect-sidecar")?.startup?.what ?? "—"}; haproxy: ${live.get("haproxy")?.startup?.what ?? "—"}`,
-      memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each), once before any load; and idle at the end of each round; per process also USS (smaps_rollup Private_Clean + Private_Dirty)`,
+      memory: `VmRSS of the path's client-side and server-side proxy: fresh and idle, then with ${settings.idleConns} idle proxied connections (one request each) and with ${settings.idleConns} more, once before any load; and idle at the end of each round; per process also USS (smaps_rollup Private_Clean + Private_Dirty)`,
     },
     settings: {
       rounds: settings.rounds,

@@ -38,8 +38,13 @@ export interface RoundFigures {
    * pools and grown heaps would absorb new connections and hide their cost.
    */
   rssBeforeConnsKiB: number | null;
+  /** With the first batch of idle connections open. */
   rssWithConnsKiB: number | null;
+  /** KiB per connection of a second batch, opened with the first still open: what one more costs. */
   kibPerConn: number | null;
+  /** KiB per connection of the first batch: a fresh process's one-time growth included. */
+  kibPerConnFirst: number | null;
+  /** Connections of the second batch. */
   idleConnsOpened: number | null;
   /** Idle RSS at the end of the round, after its load (summed like the others); every round. */
   rssAfterRoundKiB: number | null;
@@ -61,7 +66,7 @@ export interface RoundFigures {
    * from the memory step (round 1, the two proxies that carry those connections), RSS and USS idle
    * at the end of the round (every proxy process of the path).
    */
-  perProcess: Record<string, { kibPerConn?: number; rssAfterRoundKiB?: number; ussAfterRoundKiB?: number }>;
+  perProcess: Record<string, { kibPerConn?: number; kibPerConnFirst?: number; rssAfterRoundKiB?: number; ussAfterRoundKiB?: number }>;
   /** Anything odd in this round: errors counted by a generator, an open loop that did not hold its rate. */
   notes: string[];
   /** Closed-loop details: how many requests the percentiles are drawn from. */
@@ -79,7 +84,7 @@ export function emptyRound(): RoundFigures {
     openP50Us: null, openP90Us: null, openP99Us: null,
     rps16: null, rps64: null, newConnsPerS: null, bulkDownMBps: null, bulkUpMBps: null,
     cpuClosedUsPerReq: null, cpuRps16UsPerReq: null, cpuRps64UsPerReq: null, cpu: {},
-    rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, idleConnsOpened: null,
+    rssBeforeConnsKiB: null, rssWithConnsKiB: null, kibPerConn: null, kibPerConnFirst: null, idleConnsOpened: null,
     rssAfterRoundKiB: null,
     startupReadyMs: null, startupReadyMinMs: null, startupReadyMaxMs: null,
     startupRssReadyKiB: null, startupRssLaterKiB: null, startupUssReadyKiB: null, startupUssLaterKiB: null, startup: null,
@@ -156,11 +161,15 @@ export const TABLES: Array<{ title: string; note: string; metrics: MetricDef[] }
   },
   {
     title: "Memory (both proxy processes of the path, summed)",
-    note: "RSS in KiB. Idle, with idle connections and per connection: once, on fresh processes before any load; after load: idle at the end of each round.",
+    note:
+      "RSS in KiB. Idle, with idle connections and per connection: once, on fresh processes before any load; after load: idle at the end of each round. " +
+      "Two batches of idle connections, the first kept open while the second opens: KiB per conn is the second batch's (what one more connection " +
+      "costs), the first batch's also pays what a fresh process grows once (code compiled, heap regrown).",
     metrics: [
       { key: "rssBeforeConnsKiB", label: "RSS idle KiB", unit: "KiB", better: "lower", digits: 0 },
       { key: "rssWithConnsKiB", label: "RSS with idle conns KiB", unit: "KiB", better: "lower", digits: 0 },
       { key: "kibPerConn", label: "KiB per conn", unit: "KiB", better: "lower", digits: 1 },
+      { key: "kibPerConnFirst", label: "KiB per conn, first batch", unit: "KiB", better: "lower", digits: 1 },
       { key: "rssAfterRoundKiB", label: "RSS idle after load KiB", unit: "KiB", better: "lower", digits: 0 },
     ],
   },
@@ -204,8 +213,15 @@ export function summarizePath(rounds: RoundFigures[], directRounds: RoundFigures
 }
 
 /** One process's per-process figures over the rounds: medians (KiB per connection comes from round 1 alone). */
-export function summarizeProcess(name: string, rounds: RoundFigures[]): { kibPerConn: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null } {
-  const median = (k: "kibPerConn" | "rssAfterRoundKiB" | "ussAfterRoundKiB"): number | null =>
-    summarize(rounds.map((r) => r.perProcess[name]?.[k]))?.median ?? null;
-  return { kibPerConn: median("kibPerConn"), rssAfterLoadKiB: median("rssAfterRoundKiB"), ussAfterLoadKiB: median("ussAfterRoundKiB") };
+export function summarizeProcess(
+  name: string,
+  rounds: RoundFigures[],
+): { kibPerConn: number | null; kibPerConnFirst: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null } {
+  const median = (k: keyof RoundFigures["perProcess"][string]): number | null => summarize(rounds.map((r) => r.perProcess[name]?.[k]))?.median ?? null;
+  return {
+    kibPerConn: median("kibPerConn"),
+    kibPerConnFirst: median("kibPerConnFirst"),
+    rssAfterLoadKiB: median("rssAfterRoundKiB"),
+    ussAfterLoadKiB: median("ussAfterRoundKiB"),
+  };
 }

@@ -13,12 +13,12 @@ export interface PathResult {
   skipped: string | null;
   /**
    * The proxy processes of the path, each alone (KiB): RSS and USS right after start-up; KiB per
-   * idle connection (round 1); RSS and USS idle after load (median over rounds); RSS and USS once the
+   * idle connection, the second batch's and the first's (round 1); RSS and USS idle after load (median over rounds); RSS and USS once the
    * load has been stopped for settings.quietMs, after the last round.
    */
   processes: Array<{
     name: string; pid: number; rssStartKiB: number | null; ussStartKiB: number | null;
-    kibPerConn: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null;
+    kibPerConn: number | null; kibPerConnFirst: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null;
     rssQuietKiB: number | null; ussQuietKiB: number | null;
   }>;
   rounds: RoundFigures[];
@@ -147,19 +147,19 @@ export function renderMarkdown(r: BenchResults): string {
     "Each proxy process alone, KiB. The targets are per sidecar: RSS after start-up ≤ 60 MB, RSS idle after load ≤ 80 MB, " +
       "≤ 25 KiB per idle proxied connection. USS = Private_Clean + Private_Dirty (smaps_rollup): what one more process costs " +
       "where the binary's pages are shared with the others. Per conn: the memory step's connections (they pass the client- " +
-      "and server-side proxy, not the bulk sidecar). After load: 1 s after each round's last run, median over rounds. " +
+      "and server-side proxy, not the bulk sidecar), the second batch's and the first's. After load: 1 s after each round's last run, median over rounds. " +
       `Quiet: once the load has been stopped for ${Math.round(Number(r.settings.quietMs ?? 0) / 1000)} s, after the last round (a sidecar gives back what a busy spell left after 10 s without traffic).`,
     "",
   );
   out.push(
-    "| process | path | RSS after start-up KiB | USS after start-up KiB | KiB per idle conn | RSS idle after load KiB | USS idle after load KiB | RSS quiet after load KiB | USS quiet after load KiB |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| process | path | RSS after start-up KiB | USS after start-up KiB | KiB per idle conn | KiB per idle conn, first batch | RSS idle after load KiB | USS idle after load KiB | RSS quiet after load KiB | USS quiet after load KiB |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   );
   const kib = (v: number | null, digits = 0): string => (v === null ? "—" : fmt(v, digits));
   for (const p of r.paths) {
     for (const x of p.processes) {
       out.push(
-        `| ${x.name} | ${p.label} | ${kib(x.rssStartKiB)} | ${kib(x.ussStartKiB)} | ${kib(x.kibPerConn, 1)} | ${kib(x.rssAfterLoadKiB)} | ${kib(x.ussAfterLoadKiB)} | ${kib(x.rssQuietKiB)} | ${kib(x.ussQuietKiB)} |`,
+        `| ${x.name} | ${p.label} | ${kib(x.rssStartKiB)} | ${kib(x.ussStartKiB)} | ${kib(x.kibPerConn, 1)} | ${kib(x.kibPerConnFirst, 1)} | ${kib(x.rssAfterLoadKiB)} | ${kib(x.ussAfterLoadKiB)} | ${kib(x.rssQuietKiB)} | ${kib(x.ussQuietKiB)} |`,
       );
     }
   }

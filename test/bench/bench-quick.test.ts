@@ -24,7 +24,7 @@ const STARTUP: Array<keyof RoundFigures> = [
   "startupReadyMs", "startupReadyMinMs", "startupReadyMaxMs",
   "startupRssReadyKiB", "startupRssLaterKiB", "startupUssReadyKiB", "startupUssLaterKiB",
 ];
-const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "idleConnsOpened", "rssAfterRoundKiB"];
+const MEMORY: Array<keyof RoundFigures> = ["rssBeforeConnsKiB", "rssWithConnsKiB", "kibPerConn", "kibPerConnFirst", "idleConnsOpened", "rssAfterRoundKiB"];
 
 function runQuick(outDir: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
@@ -99,7 +99,10 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
       assert.ok(x.ussStartKiB! < x.rssStartKiB!, `${x.name}: USS is a part of RSS`);
     }
     // The idle connections pass through the client-side and the server-side proxy (not the bulk sidecar).
-    if (p.id !== "direct") assert.equal(p.processes.filter((x) => typeof x.kibPerConn === "number").length, 2, `${p.id} KiB per conn per proxy`);
+    if (p.id !== "direct") {
+      assert.equal(p.processes.filter((x) => typeof x.kibPerConn === "number").length, 2, `${p.id} KiB per conn per proxy`);
+      assert.equal(p.processes.filter((x) => typeof x.kibPerConnFirst === "number").length, 2, `${p.id} KiB per conn of the first batch per proxy`);
+    }
     assert.equal(typeof p.summary.closedP50Us?.median, "number");
   }
   const ours = results.paths.find((p) => p.id === "connect-sidecar")!;
@@ -121,7 +124,7 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   assert.match(md, /\| \*ours\/haproxy\* \|/);
   const perProcess = md.split("\n").filter((l) => /^\| \S+ \| (connect-sidecar|haproxy) \|/.test(l));
   assert.equal(perProcess.length, results.paths.reduce((n, p) => n + p.processes.length, 0), "a per-process row per proxy process");
-  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$/, row);
+  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$/, row);
   assert.match(md, /Node 24\.\d+\.\d+, OpenSSL /);
 
   const svg = readFileSync(join(outDir, "latency.svg"), "utf8");

@@ -3,7 +3,7 @@
 // repository's dist/.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test, type TestContext } from "node:test";
@@ -89,8 +89,11 @@ test("npm pack from a clean checkout installs, and the installed command runs --
   lockedInstallProject(prefix, join(tmp, packed[0]!.filename));
   await npm(["ci", "--offline", "--no-audit", "--no-fund", "--ignore-scripts"], prefix);
   const bin = join(prefix, "node_modules", ".bin", "connect-sidecar");
-  // The bin's `#!/usr/bin/env node` finds this test's Node first.
-  const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}` };
+  // The bin's `#!/usr/bin/env node` finds this test's Node first. The compile cache goes in this test's
+  // own cache home: Node keys its entries by module path, and each run installs to a new one.
+  const cacheHome = join(tmp, "cache");
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}`, XDG_CACHE_HOME: cacheHome };
+  for (const k of ["CACHE_DIRECTORY", "NODE_COMPILE_CACHE", "NODE_DISABLE_COMPILE_CACHE"]) delete env[k];
 
   const version = await run(bin, ["--version"], { env });
   const { version: expected } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string };
@@ -143,4 +146,9 @@ test("npm pack from a clean checkout installs, and the installed command runs --
   }
   agent.proc.kill("SIGINT");
   assert.equal(await agent.exited, 0);
+  // The installed command compiled into the user's cache, in a directory only the user can open.
+  const cacheDir = join(cacheHome, "connect-sidecar", "compile-cache");
+  assert.equal(statSync(cacheDir).mode & 0o077, 0, "the compile cache directory is private");
+  const entries = readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+  assert.ok(entries.length > 0, "the installed proxies filled the compile cache");
 });

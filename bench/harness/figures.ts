@@ -35,7 +35,8 @@ export interface RoundFigures {
   /**
    * Sum over the path's two proxy processes (client side + server side). The idle-connection
    * figures are taken once, in round 1 before any load, on fresh processes: after load, allocator
-   * pools and grown heaps would absorb new connections and hide their cost.
+   * pools and grown heaps would absorb new connections and hide their cost. Two batches, the
+   * second opened while the first is held: its growth is what one more live connection costs.
    */
   rssBeforeConnsKiB: number | null;
   /** With the first batch of idle connections open. */
@@ -44,7 +45,7 @@ export interface RoundFigures {
   kibPerConn: number | null;
   /** KiB per connection of the first batch: a fresh process's one-time growth included. */
   kibPerConnFirst: number | null;
-  /** Connections of the second batch. */
+  /** Connections opened, both batches. */
   idleConnsOpened: number | null;
   /** Idle RSS at the end of the round, after its load (summed like the others); every round. */
   rssAfterRoundKiB: number | null;

@@ -208,7 +208,7 @@ export async function measureIdleRss(ctx: MeasureContext, p: LivePath, round: Ro
 export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigures): Promise<void> {
   if (p.proxies.length === 0) return Promise.resolve();
   return guarded(round, "memory", async () => {
-    const holders: Array<ReturnType<MeasureContext["group"]["spawn"]>> = [];
+    const holders: ChildHandle[] = [];
     /** Opens one batch of idle connections, held until the step ends; resolves with how many opened. */
     const openBatch = async (batch: number): Promise<number> => {
       const holder = ctx.group.spawn({
@@ -228,9 +228,9 @@ export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigu
       await sleep(ctx.settings.settleMs);
       return opened.opened ?? 0;
     };
-    const perConn = (now: Map<string, number>, then: Map<string, number>, n: number, set: (name: string, kib: number) => void): void => {
-      if (n > 0) for (const [name, kib] of now) set(name, (kib - then.get(name)!) / n);
-    };
+    /** Each process's growth from `then` to `now`, per connection of a batch of `n`. */
+    const perConn = (now: Map<string, number>, then: Map<string, number>, n: number): Map<string, number> =>
+      new Map(n > 0 ? [...now].map(([name, kib]) => [name, (kib - then.get(name)!) / n]) : []);
     try {
       await sleep(ctx.settings.settleMs);
       const before = rssEach(p.proxies);
@@ -241,21 +241,15 @@ export function measureMemory(ctx: MeasureContext, p: LivePath, round: RoundFigu
       if (before === undefined || withFirst === undefined || withNext === undefined) throw new Error("cannot read /proc/<pid>/status");
       round.rssBeforeConnsKiB = before.sum;
       round.rssWithConnsKiB = withFirst.sum;
-      round.idleConnsOpened = next;
+      round.idleConnsOpened = first + next;
       round.kibPerConnFirst = first > 0 ? (withFirst.sum - before.sum) / first : null;
       round.kibPerConn = next > 0 ? (withNext.sum - withFirst.sum) / next : null;
       // Each connection passes through both proxies: the targets are per sidecar, so each alone too.
-      perConn(withFirst.each, before.each, first, (name, kib) => (processFigures(round, name).kibPerConnFirst = kib));
-      perConn(withNext.each, withFirst.each, next, (name, kib) => (processFigures(round, name).kibPerConn = kib));
+      for (const [name, kib] of perConn(withFirst.each, before.each, first)) processFigures(round, name).kibPerConnFirst = kib;
+      for (const [name, kib] of perConn(withNext.each, withFirst.each, next)) processFigures(round, name).kibPerConn = kib;
     } finally {
-      for (const holder of holders) holder.proc.stdin?.end();
-      await Promise.all(
-        holders.map(async (holder) => {
-          const timer = setTimeout(() => holder.proc.kill("SIGKILL"), 10_000);
-          await holder.exited;
-          clearTimeout(timer);
-        }),
-      );
+      // A holder ends its connections when it ends; SIGTERM is as good as closing its stdin here.
+      await Promise.all(holders.map((holder) => holder.stop(10_000)));
     }
   });
 }

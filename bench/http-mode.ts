@@ -13,7 +13,7 @@ import { emptyRound, type RoundFigures } from "./harness/figures.js";
 import { startHaproxyPair, type HaproxyPair } from "./harness/haproxy.js";
 import { allowedCpus, describeMachine, hasTaskset, pinSelf, planPinning } from "./harness/machine.js";
 import { measureClosed, measureKeepAlive, type LivePath, type MeasureContext, type Settings } from "./harness/measure.js";
-import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "./harness/mesh.js";
+import { BUNDLED_CLI, fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "./harness/mesh.js";
 import { ensureTools } from "./harness/tools.js";
 import { scratchDir, startApp } from "./harness/setup.js";
 
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const upstreamTcp = argv.includes("--upstream-tcp");
   const agentBase = await startAgentWithServices(appPorts, upstreamTcp ? { serverUpstreamConfig: { protocol: "tcp" } } : {});
   const readyTimeoutMs = 45_000;
-  const mesh: Mesh = await startMesh({ group, cliPath: join(repoRoot, "dist", "src", "cli.js"), cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs }, agentBase);
+  const mesh: Mesh = await startMesh({ group, cliPath: BUNDLED_CLI, cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs }, agentBase);
   const pairs: HaproxyPair[] = [];
   for (const mode of ["tcp", "http"] as const) {
     pairs.push(

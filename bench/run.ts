@@ -27,7 +27,7 @@ import {
   type MeasureContext,
   type Settings,
 } from "./harness/measure.js";
-import { fetchLeafPems, startAgentWithServices, startMesh, STARTUP_SERVICE, type Mesh } from "./harness/mesh.js";
+import { BUNDLED_CLI, fetchLeafPems, startAgentWithServices, startMesh, STARTUP_SERVICE, type Mesh } from "./harness/mesh.js";
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
 import { haproxyStartup, sidecarStartup } from "./harness/startup.js";
 import { ensureTools } from "./harness/tools.js";
@@ -155,7 +155,7 @@ async function main(): Promise<number> {
   let mesh: Mesh | undefined;
   try {
     mesh = await startMesh(
-      { group, cliPath: join(repoRoot, "dist", "src", "cli.js"), cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs },
+      { group, cliPath: BUNDLED_CLI, cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs },
       agentBase,
     );
     const { client, server, bulk } = mesh.sidecars;

@@ -32,7 +32,7 @@ const { values } = parseArgs({
     "node-flags": { type: "string", default: "" },
   },
 });
-const CLI = values.cli ?? fileURLToPath(new URL("../src/cli.js", import.meta.url));
+const CLI = values.cli ?? fileURLToPath(new URL("../bundle/cli.js", import.meta.url)); // what the installed command runs
 const minutes = Number(values.minutes);
 if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${values.minutes}`);
 const durationMs = minutes * 60_000;

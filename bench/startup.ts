@@ -21,13 +21,13 @@ const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "5" },
     "settle-ms": { type: "string", default: "3000" },
-    // Builds to compare (their dist/src/cli.js); this build's when none is given.
+    // Builds to compare (their dist/bundle/cli.js, or dist/src/cli.js unbundled); this build's bundle when none is given.
     cli: { type: "string", multiple: true },
     // More arguments for every proxy, e.g. --args="-checklist-interval 0".
     args: { type: "string", default: "" },
   },
 });
-const clis = values.cli ?? [fileURLToPath(new URL("../src/cli.js", import.meta.url))];
+const clis = values.cli ?? [fileURLToPath(new URL("../bundle/cli.js", import.meta.url))];
 const runs = Number(values.runs);
 const settleMs = Number(values["settle-ms"]);
 const extraArgs = values.args.split(/\s+/).filter((a) => a !== "");

@@ -40,7 +40,7 @@ if (range && !satisfies(have, range)) {
   process.exit(1);
 }
 
-var cliUrl = require("url").pathToFileURL(path.join(__dirname, "..", "dist", "src", "cli.js")).href;
+var cliUrl = require("url").pathToFileURL(path.join(__dirname, "..", "dist", "bundle", "cli.js")).href;
 var importModule = new Function("specifier", "return import(specifier)");
 importModule(cliUrl).then(
   function (cli) {

@@ -4,6 +4,7 @@
 // sidecar a child process of the real CLI (`cli.js proxy -sidecar-for <svc> …`) pinned to the proxies' CPUs.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import {
   createAgentClient,
@@ -16,6 +17,9 @@ import {
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { pickFreePort } from "../../src/net/index.js";
 import type { ChildHandle, ProcessGroup } from "./children.js";
+
+/** The CLI the bench runs: the bundle `npm run build` makes, which the installed command runs too. */
+export const BUNDLED_CLI = fileURLToPath(new URL("../../bundle/cli.js", import.meta.url));
 import { dial, HttpConn, requestBytes, type Target } from "./http-conn.js";
 
 export interface Mesh {

@@ -22,7 +22,7 @@ import {
   type MeasureContext,
   type Settings,
 } from "../harness/measure.js";
-import { fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "../harness/mesh.js";
+import { BUNDLED_CLI, fetchLeafPems, startAgentWithServices, startMesh, type Mesh } from "../harness/mesh.js";
 import { ensureTools } from "../harness/tools.js";
 import { userSysNs } from "../harness/usage.js";
 import { scratchDir, startApp } from "../harness/setup.js";
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   if (sidecarNodeOptions !== "") process.env.NODE_OPTIONS = sidecarNodeOptions; // startMesh copies process.env
   let mesh: Mesh;
   try {
-    mesh = await startMesh({ group, cliPath: join(repoRoot, "dist", "src", "cli.js"), cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs: 45_000 }, base);
+    mesh = await startMesh({ group, cliPath: BUNDLED_CLI, cpus: pinning.proxies, app: appPorts, tmpDir: tmp, readyTimeoutMs: 45_000 }, base);
   } finally {
     if (saved === undefined) delete process.env.NODE_OPTIONS;
     else process.env.NODE_OPTIONS = saved;

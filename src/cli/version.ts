@@ -1,7 +1,7 @@
 // What `connect-sidecar --version` prints and the start-up log line carries: the package's version.
 import { readFileSync } from "node:fs";
 
-/** The version in package.json (dist/src/cli/ is three levels below it), or "unknown" when unreadable. */
+/** The version in package.json (three levels above dist/src/cli/, and above dist/bundle/chunks/), or "unknown" when unreadable. */
 export function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: unknown };

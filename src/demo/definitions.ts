@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { canBind, pickFreePort } from "../net/index.js";
 
-/** examples/consul.d of this package (dist/src/demo/ is three levels below the package root). */
+/** examples/consul.d of this package (three levels above dist/src/demo/, and above dist/bundle/chunks/). */
 export const EXAMPLES_DIR = fileURLToPath(new URL("../../../examples/consul.d", import.meta.url));
 
 /** Consul's default sidecar range (spec §6.2). */

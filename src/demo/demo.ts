@@ -23,7 +23,7 @@ export interface DemoOptions {
 
 export interface DemoDeps {
   log: Logger;
-  /** dist/src/cli.js: the sidecars run it as child processes. */
+  /** The CLI (dist/bundle/cli.js, or dist/src/cli.js): the sidecars run it as child processes. */
   cliPath: string;
   /** Where the summary and the sidecars' log lines go (default: stdout). */
   print?: (line: string) => void;

@@ -1,10 +1,13 @@
-// Runs dist/src/cli.js as a child process, as a user would, and reads its JSON log lines.
+// Runs the CLI as a child process, as a user would (dist/bundle/cli.js, what the installed command
+// runs), and reads its JSON log lines.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-export const CLI_PATH = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL("../../bundle/cli.js", import.meta.url));
+/** The same CLI unbundled (tsc's output), as `node dist/src/cli.js` runs it. */
+export const UNBUNDLED_CLI_PATH = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
 
 export interface Child {
   proc: ChildProcess;

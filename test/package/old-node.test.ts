@@ -38,7 +38,7 @@ test("on a Node below package.json's engines range the command says which Node i
     assert.doesNotMatch(err.stderr, /\n\s+at /, "no stack trace");
   }
   for (const range of [`^${MAJOR}.0.0 || >=${MAJOR + 1}.0.0`, `^${MAJOR - 2}.0.0 || >=${MAJOR}.0.0`, `>=${MAJOR}.${MINOR}`]) {
-    assert.match((await runWithEngines(t, range)).stderr, /could not load .*dist\/src\/cli\.js/, `${range} lets this Node through`);
+    assert.match((await runWithEngines(t, range)).stderr, /could not load .*dist\/bundle\/cli\.js/, `${range} lets this Node through`);
   }
 });
 

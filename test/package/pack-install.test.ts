@@ -16,8 +16,8 @@ import { pickFreePort } from "../../src/net/index.js";
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
-/** What may be in the tarball: the command, the build output, the examples and the documents. */
-const PACKED = /^(bin\/connect-sidecar\.cjs|dist\/src\/.+\.js|examples\/.+|LICENSE|README\.md|package\.json)$/;
+/** What may be in the tarball: the command, the bundled build, the examples and the documents. */
+const PACKED = /^(bin\/connect-sidecar\.cjs|dist\/bundle\/.+\.js|examples\/.+|LICENSE|README\.md|package\.json)$/;
 
 interface PackedFile { path: string }
 interface PackResult { filename: string; files: PackedFile[] }
@@ -77,13 +77,15 @@ test("npm pack from a clean checkout installs, and the installed command runs --
   await cleanCheckout(checkout);
   assert.equal(existsSync(join(checkout, "dist")), false, "the checkout has no build output");
 
-  // prepack builds dist/src; the tarball holds what runs and nothing else.
+  // prepack builds dist/src and bundles it into dist/bundle; the tarball holds what runs (the bundle, not
+  // tsc's output) and nothing else.
   const packed = JSON.parse((await npm(["pack", "--json", "--pack-destination", tmp], checkout)).stdout) as PackResult[];
   const files = packed[0]!.files.map((f) => f.path);
   assert.deepEqual(files.filter((f) => !PACKED.test(f)), [], "only the build output, examples, README, LICENSE and package.json");
-  for (const must of ["bin/connect-sidecar.cjs", "dist/src/cli.js", "dist/src/dev-agent/index.js", "LICENSE", "README.md"]) {
+  for (const must of ["bin/connect-sidecar.cjs", "dist/bundle/cli.js", "LICENSE", "README.md"]) {
     assert.ok(files.includes(must), `${must} is packed`);
   }
+  assert.ok(files.some((f) => /^dist\/bundle\/chunks\/dev-agent-\w+\.js$/.test(f)), "the dev agent's chunk is packed");
 
   const prefix = join(tmp, "prefix");
   lockedInstallProject(prefix, join(tmp, packed[0]!.filename));

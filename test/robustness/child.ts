@@ -4,10 +4,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter, once } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
-
-export const CLI = fileURLToPath(new URL("../../src/cli.js", import.meta.url));
+import { CLI_PATH } from "../e2e/child.js";
 const CLK_TCK = 100; // Linux USER_HZ
 
 export type LogLine = Record<string, unknown> & { msg?: string };
@@ -26,13 +24,13 @@ export interface ProxyChild {
   exited: Promise<number | null>;
 }
 
-/** Spawns `node dist/src/cli.js proxy …args`; killed at the end of the test if still running. */
+/** Spawns `node dist/bundle/cli.js proxy …args`; killed at the end of the test if still running. */
 export function spawnProxy(t: TestContext, args: string[], opts: { ulimitFiles?: number; env?: NodeJS.ProcessEnv } = {}): ProxyChild {
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   for (const k of ["CONNECT_PROXY_ID", "CONNECT_SIDECAR_FOR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR"]) {
     if (opts.env?.[k] === undefined) delete env[k];
   }
-  const argv = [CLI, "proxy", "-log-json", ...args];
+  const argv = [CLI_PATH, "proxy", "-log-json", ...args];
   const child: ChildProcess =
     opts.ulimitFiles === undefined
       ? spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"], env })

@@ -16,6 +16,7 @@ import { pino } from "pino";
 import { createAgentClient, registerService, resolveAgentConfig } from "../src/agent/index.js";
 import { startDevAgent } from "../src/dev-agent/index.js";
 import { pickFreePort as freePort } from "../src/net/index.js";
+import { liveThreadsCpuNs, userSysNs } from "./harness/usage.js";
 
 const { values } = parseArgs({
   options: {
@@ -46,10 +47,16 @@ function status(port: number, path: string): Promise<number> {
   });
 }
 
-/** utime + stime of `pid` in ms (Linux: fields 14 and 15 of /proc/<pid>/stat, in USER_HZ = 100). */
+/**
+ * CPU of `pid` in ms: its live threads' schedstat (to the ns; execve keeps the main thread, so the
+ * first Node boot is in it, not the few ms its helper threads ran before execve ended them), else
+ * utime + stime (whole 10 ms ticks).
+ */
 function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  const ns = liveThreadsCpuNs(pid);
+  if (ns !== undefined) return ns / 1e6;
+  const t = userSysNs(pid)!;
+  return (t.userNs + t.sysNs) / 1e6;
 }
 
 function footprint(pid: number): Pick<Sample, "rssMiB" | "anonMiB" | "fileMiB"> {

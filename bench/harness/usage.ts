@@ -77,6 +77,12 @@ function threadNs(pid: number): Map<string, number> | undefined {
   return out.size > 0 ? out : undefined;
 }
 
+/** CPU ns of a process's live threads (schedstat, exact to the ns), or undefined when it cannot be read. */
+export function liveThreadsCpuNs(pid: number): number | undefined {
+  const threads = threadNs(pid);
+  return threads === undefined ? undefined : [...threads.values()].reduce((a, b) => a + b, 0);
+}
+
 /**
  * utime and stime (fields 14 and 15 of /proc/<pid>/stat) in ns: every thread, living or exited, in
  * whole ticks. Undefined when the process cannot be read.

@@ -3,7 +3,6 @@
 // It never proxies traffic and holds no secrets; it defaults to loopback (the CLI decides).
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Registry } from "prom-client";
 import type { Logger } from "pino";
 import { formatHostPort } from "../net/index.js";
 import { describeReadiness, type Readiness, type SidecarStatus } from "./status.js";
@@ -13,9 +12,15 @@ import { describeReadiness, type Readiness, type SidecarStatus } from "./status.
 // undici, 75 built-in modules a sidecar never runs (+13 MB of RSS and ~85 ms in a bare process).
 const { createServer } = process.getBuiltinModule("node:http");
 
+/** What /metrics serves: the exposition text, made at each scrape, and its content type (createMetrics() is one). */
+export interface MetricsSource {
+  readonly contentType: string;
+  scrape(): Promise<string>;
+}
+
 export interface AdminServerOptions {
   bind: { host: string; port: number };
-  registry: Registry;
+  metrics: MetricsSource;
   readiness(): Readiness;
   status(): SidecarStatus;
   lifecycle?: AdminLifecycle;
@@ -93,8 +98,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: AdminServ
   }
   switch (path) {
     case "/metrics": {
-      const body = await opts.registry.metrics();
-      return send(res, 200, opts.registry.contentType, body);
+      const body = await opts.metrics.scrape();
+      return send(res, 200, opts.metrics.contentType, body);
     }
     case "/live":
       return send(res, 200, "text/plain; charset=utf-8", "ok\n");

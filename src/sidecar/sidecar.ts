@@ -146,7 +146,7 @@ export async function runSidecar(opts: SidecarOptions, deps: SidecarDeps): Promi
     settled: Promise.race([startSettled.promise, closingStarted.promise]),
     requestShutdown: () => shutdownRequest.resolve(),
   });
-  const adminOptions = (bind: { host: string; port: number }) => ({ bind, registry: metrics.registry, readiness, status, lifecycle });
+  const adminOptions = (bind: { host: string; port: number }) => ({ bind, metrics, readiness, status, lifecycle });
 
   let admin: AdminServer;
   try {

@@ -14,7 +14,7 @@ test("/ready follows the readiness union with its reason; /live, /metrics and /s
   const metrics = createMetrics(new Registry(), { processMetrics: false });
   metrics.connectionsAccepted.labels("public").inc(3);
   const admin = await startAdminServer(
-    { bind: { host: "127.0.0.1", port: 0 }, registry: metrics.registry, readiness: () => readiness, status: () => status(readiness) },
+    { bind: { host: "127.0.0.1", port: 0 }, metrics, readiness: () => readiness, status: () => status(readiness) },
     { log: createLogger({ level: "silent", json: true }), now: () => 10_000 },
   );
   t.after(() => admin.close());
@@ -49,7 +49,7 @@ test("/ready follows the readiness union with its reason; /live, /metrics and /s
 
 test("an address already in use rejects", async (t) => {
   const deps = { log: createLogger({ level: "silent", json: true }), now: Date.now };
-  const opts = { registry: new Registry(), readiness: (): Readiness => ({ t: "ready" }), status: () => status({ t: "ready" }) };
+  const opts = { metrics: createMetrics(new Registry(), { processMetrics: false }), readiness: (): Readiness => ({ t: "ready" }), status: () => status({ t: "ready" }) };
   const first = await startAdminServer({ ...opts, bind: { host: "127.0.0.1", port: 0 } }, deps);
   t.after(() => first.close());
   await assert.rejects(startAdminServer({ ...opts, bind: first.address() }, deps), { code: "EADDRINUSE" });

@@ -35,8 +35,17 @@ test("process CPU counts the CPU time used since the metrics were created, as pr
   assert.ok(Math.abs(total - (user + system)) < 1e-9, "total = user + system");
 });
 
-test("createMetrics registers the process metrics unless told not to", async () => {
+test("the process metrics are registered by the first scrape, not before, unless turned off", async () => {
+  const cpu = "connect_sidecar_process_cpu_seconds_total";
+  const gc = "connect_sidecar_nodejs_gc_duration_seconds";
   const names = async (m: ReturnType<typeof createMetrics>) => (await m.registry.getMetricsAsJSON()).map((x) => x.name);
-  assert.ok((await names(createMetrics(new Registry()))).includes("connect_sidecar_process_cpu_seconds_total"));
-  assert.ok(!(await names(createMetrics(new Registry(), { processMetrics: false }))).includes("connect_sidecar_process_cpu_seconds_total"));
+  const m = createMetrics(new Registry());
+  assert.ok((await names(m)).includes("connect_sidecar_connections_accepted_total"));
+  assert.ok(!(await names(m)).includes(cpu), "no process metric before a scrape");
+  const first = await m.scrape();
+  assert.match(first, new RegExp(`^${cpu} `, "m"), "the first scrape shows them");
+  assert.match(first, new RegExp(`^# TYPE ${gc} histogram$`, "m"));
+  assert.equal((await m.scrape()).match(new RegExp(`^# TYPE ${cpu} `, "gm"))?.length, 1, "registered once");
+  const off = createMetrics(new Registry(), { processMetrics: false });
+  assert.doesNotMatch(await off.scrape(), new RegExp(cpu));
 });

@@ -1,10 +1,11 @@
-// Start-up and idle footprint of one sidecar: `node dist/bench/startup.js [--runs 5] [--cli <other cli.js>]…`
+// Start-up and idle footprint of one sidecar: `node dist/bench/startup.js [--runs 5] [--cli <other cli.js>]… [--idle-ms 10000 [--scrape]]`
 // (not part of CI). The in-process dev agent holds `web` with a sidecar registration (one upstream);
 // each run spawns `node <cli.js> proxy -sidecar-for web` as a user would and reports, median of the
 // runs: spawn → first 200 from /ready (polled every 2 ms), the process's CPU at that moment (both
 // Node boots included: execve keeps the PID and its CPU time), and its RSS split into anonymous and
 // file-backed pages (/proc/<pid>/smaps_rollup) --settle-ms after ready. Several --cli are interleaved
-// run by run and compared with the first, so a shared machine's load hits them alike.
+// run by run and compared with the first, so a shared machine's load hits them alike. With --idle-ms,
+// also the idle sidecar's CPU per second (--scrape: after one GET /metrics, as under Prometheus).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
@@ -26,15 +27,22 @@ const { values } = parseArgs({
     cli: { type: "string", multiple: true },
     // More arguments for every proxy, e.g. --args="-checklist-interval 0".
     args: { type: "string", default: "" },
+    // After the RSS reading: CPU per second of the idle sidecar over this many ms (0: not measured),
+    // the first --idle-delay-ms after a GET /metrics as a Prometheus scrape would make (--scrape).
+    "idle-ms": { type: "string", default: "0" },
+    "idle-delay-ms": { type: "string", default: "10000" },
+    scrape: { type: "boolean", default: false },
   },
 });
 const clis = values.cli ?? [fileURLToPath(new URL("../bundle/cli.js", import.meta.url))];
 const runs = Number(values.runs);
 const settleMs = Number(values["settle-ms"]);
 const extraArgs = values.args.split(/\s+/).filter((a) => a !== "");
+const idleMs = Number(values["idle-ms"]);
+const idleDelayMs = Number(values["idle-delay-ms"]);
 const MiB = 1024 * 1024;
 
-interface Sample { readyMs: number; cpuMs: number; rssMiB: number; anonMiB: number; fileMiB: number }
+interface Sample { readyMs: number; cpuMs: number; rssMiB: number; anonMiB: number; fileMiB: number; idleCpuMsPerS: number }
 
 function status(port: number, path: string): Promise<number> {
   return new Promise((resolve) => {
@@ -82,7 +90,16 @@ async function runOnce(cli: string, agentAddr: string, adminPort: number): Promi
     const readyMs = performance.now() - t0;
     const cpu = cpuMs(child.pid!);
     await sleep(settleMs);
-    return { readyMs, cpuMs: cpu, ...footprint(child.pid!) };
+    const memory = footprint(child.pid!);
+    let idleCpuMsPerS = Number.NaN;
+    if (idleMs > 0) {
+      if (values.scrape && (await status(adminPort, "/metrics")) !== 200) throw new Error(`${cli}: GET /metrics failed`);
+      await sleep(idleDelayMs);
+      const before = cpuMs(child.pid!);
+      await sleep(idleMs);
+      idleCpuMsPerS = ((cpuMs(child.pid!) - before) * 1000) / idleMs;
+    }
+    return { readyMs, cpuMs: cpu, ...memory, idleCpuMsPerS };
   } finally {
     child.kill("SIGTERM");
     await exited;
@@ -104,15 +121,17 @@ try {
   for (let r = 0; r < runs; r++) {
     for (const [i, cli] of clis.entries()) samples[i]!.push(await runOnce(cli, dev.address, adminPort));
   }
-  console.log(`| cli | spawn → /ready 200 (ms) | CPU to ready (ms) | RSS at ready + ${settleMs} ms (MiB) | anon | file-backed |`);
-  console.log("|---|---:|---:|---:|---:|---:|");
+  const idleHead = idleMs > 0 ? ` idle CPU ms/s${values.scrape ? " (scraped)" : ""} |` : "";
+  console.log(`| cli | spawn → /ready 200 (ms) | CPU to ready (ms) | RSS at ready + ${settleMs} ms (MiB) | anon | file-backed |${idleHead}`);
+  console.log(`|---|---:|---:|---:|---:|---:|${idleMs > 0 ? "---:|" : ""}`);
   const base = samples[0]!;
   for (const [i, s] of samples.entries()) {
     const cell = (k: keyof Sample, digits: number) => {
       const m = median(s.map((x) => x[k]));
       return i === 0 ? m.toFixed(digits) : `${m.toFixed(digits)} (${(m / median(base.map((x) => x[k]))).toFixed(2)}×)`;
     };
-    console.log(`| ${clis[i]} | ${cell("readyMs", 0)} | ${cell("cpuMs", 0)} | ${cell("rssMiB", 1)} | ${cell("anonMiB", 1)} | ${cell("fileMiB", 1)} |`);
+    const idle = idleMs > 0 ? ` ${cell("idleCpuMsPerS", 2)} |` : "";
+    console.log(`| ${clis[i]} | ${cell("readyMs", 0)} | ${cell("cpuMs", 0)} | ${cell("rssMiB", 1)} | ${cell("anonMiB", 1)} | ${cell("fileMiB", 1)} |${idle}`);
   }
   console.log(`\nmedians of ${runs} runs each, interleaved; node ${process.versions.node}`);
 } finally {

@@ -6,14 +6,18 @@
 // the CLI first cost the replaced process ~160 ms of CPU for nothing.
 // The installed command is bin/connect-sidecar.cjs, which checks the Node version and calls runCli();
 // `node dist/src/cli.js …` (the demo's and the tests' children) runs it directly.
-import { enablePrivateCompileCache } from "./ops/compile-cache.js";
+import { enablePrivateCompileCache, pruneCompileCache } from "./ops/compile-cache.js";
 import { applyProxyRuntimeFlags } from "./ops/runtime-flags.js"; // not ops/index.js: it loads node:http
+
+const PRUNE_AFTER_MS = 60_000;
 
 /** Runs the CLI on `argv` (without node and the script) and sets the process's exit code. */
 export async function runCli(argv: string[]): Promise<void> {
   // Returns when the flags are in force already, for another command, or where execve is missing.
   applyProxyRuntimeFlags(argv);
-  enablePrivateCompileCache(process.env); // before the CLI's modules load
+  const cacheDir = enablePrivateCompileCache(process.env); // before the CLI's modules load
+  // A proxy runs for long: it prunes the cache a minute in, away from its start. Other commands are short.
+  if (cacheDir !== undefined && argv[0] === "proxy") setTimeout(() => pruneCompileCache(cacheDir, Date.now()), PRUNE_AFTER_MS).unref();
   const { main, EXIT_FAILURE } = await import("./cli/index.js");
   const code = await main(argv, process.env).catch((err: unknown) => {
     process.stderr.write(`connect-sidecar: ${err instanceof Error ? err.message : String(err)}\n`);

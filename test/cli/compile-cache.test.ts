@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { promisify } from "node:util";
-import { compileCacheDir, isPrivateDir } from "../../src/ops/compile-cache.js";
+import { compileCacheDir, isPrivateDir, pruneCompileCache } from "../../src/ops/compile-cache.js";
 import { CLI_PATH } from "../e2e/child.js";
 
 const run = promisify(execFile);
@@ -68,4 +68,30 @@ test("started without one, the CLI caches in the user's ~/.cache, and not in a c
   await chmod(shared, 0o777);
   await run(process.execPath, [CLI_PATH, "--version"], { env: envWith({ CACHE_DIRECTORY: join(shared, "..") }) });
   assert.deepEqual(await readdir(shared), [], "nothing cached where another user could plant code");
+});
+
+test("pruning drops cache entries neither read nor written for 30 days, and the directories left empty, and nothing else", async (t) => {
+  const dir = await tempDir(t);
+  const now = Date.now();
+  const day = 24 * 60 * 60 * 1000;
+  const at = async (path: string, accessed: number, modified: number) => {
+    await writeFile(path, "x");
+    await utimes(path, accessed / 1000, modified / 1000);
+  };
+  await mkdir(join(dir, "v22-old"));
+  await at(join(dir, "v22-old", "a"), now - 40 * day, now - 90 * day);
+  await mkdir(join(dir, "v24-now"));
+  await at(join(dir, "v24-now", "stale"), now - 31 * day, now - 31 * day);
+  await at(join(dir, "v24-now", "read-lately"), now - 2 * day, now - 90 * day);
+  await at(join(dir, "v24-now", "written-lately"), now - 90 * day, now - 1 * day);
+  const outside = await tempDir(t);
+  await at(join(outside, "old"), now - 90 * day, now - 90 * day);
+  await symlink(outside, join(dir, "v24-now", "link"));
+  await symlink(join(outside, "old"), join(dir, "v24-now", "file-link"));
+
+  assert.equal(pruneCompileCache(join(dir, "missing"), now), 0, "a missing directory is no error");
+  assert.equal(pruneCompileCache(dir, now), 2, "v22-old/a and v24-now/stale");
+  assert.deepEqual(await readdir(dir), ["v24-now"], "v22-old went with its last entry");
+  assert.deepEqual((await readdir(join(dir, "v24-now"))).sort(), ["file-link", "link", "read-lately", "written-lately"]);
+  assert.deepEqual(await readdir(outside), ["old"], "links are left alone, not followed");
 });

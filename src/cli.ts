@@ -5,7 +5,8 @@
 // (src/cli/, with every module a proxy runs) is loaded only by the process that stays. Importing
 // the CLI first cost the replaced process ~160 ms of CPU for nothing.
 // The installed command is bin/connect-sidecar.cjs, which checks the Node version and calls runCli();
-// `node dist/src/cli.js …` (the demo's and the tests' children) runs it directly.
+// `node dist/bundle/cli.js …` (the bundle `npm run build` makes: the demo's and the tests' children) and
+// `node dist/src/cli.js …` (tsc's output) run it directly.
 import { enablePrivateCompileCache, pruneCompileCache } from "./ops/compile-cache.js";
 import { applyProxyRuntimeFlags } from "./ops/runtime-flags.js"; // not ops/index.js: it loads node:http
 

@@ -38,11 +38,11 @@ const EVENT_LOOP_SAMPLE_MS = 100;
 
 type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
 
-/** Registers prom-client's default process metrics on `registry` under `prefix`, as collectDefaultMetrics() does. */
+/** Registers prom-client's default process metrics on `registry` under `prefix`, as collectDefaultMetrics() does but for the lag's sampling interval. */
 export function collectProcessMetrics(registry: Registry, prefix: string): void {
   processCpuMetrics(registry, prefix); // first, as in collectDefaultMetrics
   // The event loop lag is sampled every 100 ms, not at collectDefaultMetrics' 10 ms: monitorEventLoopDelay
-  // wakes the process at each sample, and at 100 a second that cost an idle sidecar 6.7–7.9 ms of CPU
+  // wakes the process at each sample, and at 100 a second that cost an idle sidecar 6.7–8.4 ms of CPU
   // per second on a VM (0.4 without the monitor). A stall shorter than 100 ms is caught in proportion
   // to its length; a longer one always is.
   const config = { prefix, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS };
@@ -89,7 +89,7 @@ function promClient() {
 /**
  * Creates every metric the sidecar exports on `registry` (a fresh one per sidecar; tests make their own).
  * The process metrics are registered by the first scrape(), not here: their twelve prom-client files and
- * set-up cost 10–17 ms of CPU on the way to /ready, and the event-loop-lag metric keeps a 10 ms timer
+ * set-up cost 10–17 ms of CPU on the way to /ready, and the event-loop-lag metric keeps a sampling timer
  * running (monitorEventLoopDelay) in a sidecar that nobody may ever scrape. What they count (CPU, GCs,
  * event loop lag) is counted from then on: prom-client counts from registration too.
  */

@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     idleConns: 0,
     settleMs: 0,
     quietMs: 0,
+    idleCpuMs: 0,
     startups: 0,
   };
   const rounds = ri >= 0 ? Number(argv[ri + 1]) : quick ? 1 : 3;

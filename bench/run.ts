@@ -31,7 +31,7 @@ import { BUNDLED_CLI, fetchLeafPems, startAgentWithServices, startMesh, STARTUP_
 import { computeRatios, renderMarkdown, writeReport, type BenchResults, type PathResult } from "./harness/report.js";
 import { haproxyStartup, sidecarStartup } from "./harness/startup.js";
 import { ensureTools } from "./harness/tools.js";
-import { mallocOf, rssKiB, ussKiB } from "./harness/usage.js";
+import { cpuSince, cpuSnapshot, mallocOf, rssKiB, ussKiB } from "./harness/usage.js";
 import { startApp } from "./harness/setup.js";
 
 const GIB = 1024 ** 3;
@@ -48,6 +48,7 @@ export const FULL: Settings = {
   idleConns: 1000,
   settleMs: 1000,
   quietMs: 25_000,
+  idleCpuMs: 10_000,
   startups: 7,
 };
 
@@ -62,6 +63,7 @@ export const QUICK: Settings = {
   idleConns: 200,
   settleMs: 300,
   quietMs: 11_000,
+  idleCpuMs: 5_000,
   startups: 3,
 };
 
@@ -231,10 +233,21 @@ async function main(): Promise<number> {
 
   // Idle means quiet for a while, not a second after the last byte: the sidecar releases what a busy
   // spell left (idle-memory-release.ts) once no traffic flowed for 10 s. One reading, after the last round.
+  // Its last idleCpuMs give each proxy's idle CPU; ours are scraped once before it, as Prometheus would
+  // (the first scrape starts the process metrics' event loop sampler).
   log(`quiet after load: ${settings.quietMs / 1000} s without traffic`);
-  await new Promise((r) => setTimeout(r, settings.quietMs));
-  const quiet = new Map<string, { rssQuietKiB: number | null; ussQuietKiB: number | null }>();
-  for (const p of order) for (const c of p.processes) quiet.set(c.name, { rssQuietKiB: rssKiB(c.pid) ?? null, ussQuietKiB: ussKiB(c.pid) ?? null });
+  await new Promise((r) => setTimeout(r, settings.quietMs - settings.idleCpuMs));
+  for (const url of mesh?.admins ?? []) await fetch(`${url}/metrics`).then((res) => res.text());
+  const procs = order.flatMap((p) => p.processes);
+  const idleFrom = new Map(procs.map((c) => [c.name, cpuSnapshot([c.pid])]));
+  await new Promise((r) => setTimeout(r, settings.idleCpuMs));
+  type Quiet = { rssQuietKiB: number | null; ussQuietKiB: number | null; cpuIdleMsPerS: number | null };
+  const quiet = new Map<string, Quiet>();
+  for (const c of procs) {
+    const spent = cpuSince(idleFrom.get(c.name)!);
+    const cpuIdleMsPerS = spent === undefined ? null : spent.ns / 1e6 / (settings.idleCpuMs / 1000);
+    quiet.set(c.name, { rssQuietKiB: rssKiB(c.pid) ?? null, ussQuietKiB: ussKiB(c.pid) ?? null, cpuIdleMsPerS });
+  }
 
   log("authorization micro-benchmark");
   const authz = await runAuthzMicro(group, pinning.proxies, args.quick);
@@ -255,7 +268,7 @@ async function main(): Promise<number> {
     processes: (atStart.get(id) ?? []).map((x) => ({
       ...x,
       ...summarizeProcess(x.name, rounds.get(id)!),
-      ...(quiet.get(x.name) ?? { rssQuietKiB: null, ussQuietKiB: null }),
+      ...(quiet.get(x.name) ?? { rssQuietKiB: null, ussQuietKiB: null, cpuIdleMsPerS: null }),
     })),
     rounds: rounds.get(id)!,
     summary: summarizePath(rounds.get(id)!, directRounds),
@@ -292,6 +305,7 @@ async function main(): Promise<number> {
       idleConns: settings.idleConns,
       startups: settings.startups,
       quietMs: settings.quietMs,
+      idleCpuMs: settings.idleCpuMs,
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     },
     paths,

@@ -26,6 +26,8 @@ export interface Settings {
   settleMs: number;
   /** After the last round: how long the load stays stopped before the "quiet" RSS is read (the sidecar gives memory back after 10 s without traffic). */
   quietMs: number;
+  /** The last part of quietMs over which each proxy's idle CPU is read (ours scraped once just before, as Prometheus would). */
+  idleCpuMs: number;
   /** Fresh proxy processes started, one after another, for the start-up figures (per path, round 1). */
   startups: number;
 }

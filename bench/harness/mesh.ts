@@ -27,6 +27,8 @@ export interface Mesh {
   mgmt: AgentClient;
   /** client → its upstream listeners; server and bulk → the apps. */
   sidecars: { client: ChildHandle; server: ChildHandle; bulk: ChildHandle };
+  /** Each sidecar's admin server (http://host:port), as its "sidecar ready" line gives it. */
+  admins: string[];
   /** The client sidecar's upstream listeners: HTTP (→ server) and raw TCP (→ bulk). */
   http: Target;
   bulk: Target;
@@ -171,12 +173,13 @@ export async function startMesh(
   const http = { host: LOOPBACK, port: base.upstreamPorts.http };
   const bulkTarget = { host: LOOPBACK, port: base.upstreamPorts.bulk };
   let sidecars: { client: ChildHandle; server: ChildHandle; bulk: ChildHandle };
+  let admins: string[];
   try {
     for (const service of ["server", "bulk", "client"]) started.push(spawnSidecar(service, await tokenFileFor(service), 0));
     const [server, bulk, client] = started as [ChildHandle, ChildHandle, ChildHandle];
     sidecars = { client, server, bulk };
-    const isReady = (line: string): true | undefined => (line.includes('"sidecar ready"') ? true : undefined);
-    await Promise.all(started.map((s) => s.waitFor(isReady, o.readyTimeoutMs)));
+    const readyAdmin = (line: string): string | undefined => (line.includes('"sidecar ready"') ? String((JSON.parse(line) as { admin: unknown }).admin) : undefined);
+    admins = await Promise.all(started.map((s) => s.waitFor(readyAdmin, o.readyTimeoutMs)));
     await waitForHttp(http, o.readyTimeoutMs, () => `${client.tail()}\n${server.tail()}`);
     await waitForBulk(bulkTarget, o.readyTimeoutMs, () => `${client.tail()}\n${bulk.tail()}`);
   } catch (err) {
@@ -188,6 +191,7 @@ export async function startMesh(
     agent: base.agent,
     mgmt: base.mgmt,
     sidecars: { client, server, bulk },
+    admins,
     http,
     bulk: bulkTarget,
     prepareSidecar: async (service) => {

@@ -14,12 +14,12 @@ export interface PathResult {
   /**
    * The proxy processes of the path, each alone (KiB): RSS and USS right after start-up; KiB per
    * idle connection, the second batch's and the first's (round 1); RSS and USS idle after load (median over rounds); RSS and USS once the
-   * load has been stopped for settings.quietMs, after the last round.
+   * load has been stopped for settings.quietMs, after the last round, and the CPU used per second over its last settings.idleCpuMs.
    */
   processes: Array<{
     name: string; pid: number; rssStartKiB: number | null; ussStartKiB: number | null;
     kibPerConn: number | null; kibPerConnFirst: number | null; rssAfterLoadKiB: number | null; ussAfterLoadKiB: number | null;
-    rssQuietKiB: number | null; ussQuietKiB: number | null;
+    rssQuietKiB: number | null; ussQuietKiB: number | null; cpuIdleMsPerS: number | null;
   }>;
   rounds: RoundFigures[];
   summary: Record<MetricKey, Summary | null>;
@@ -148,18 +148,19 @@ export function renderMarkdown(r: BenchResults): string {
       "≤ 25 KiB per idle proxied connection. USS = Private_Clean + Private_Dirty (smaps_rollup): what one more process costs " +
       "where the binary's pages are shared with the others. Per conn: the memory step's connections (they pass the client- " +
       "and server-side proxy, not the bulk sidecar), the second batch's and the first's. After load: 1 s after each round's last run, median over rounds. " +
-      `Quiet: once the load has been stopped for ${Math.round(Number(r.settings.quietMs ?? 0) / 1000)} s, after the last round (a sidecar gives back what a busy spell left after 10 s without traffic).`,
+      `Quiet: once the load has been stopped for ${Math.round(Number(r.settings.quietMs ?? 0) / 1000)} s, after the last round (a sidecar gives back what a busy spell left after 10 s without traffic). ` +
+      `CPU idle: ms of CPU per second (every thread's schedstat) over the quiet wait's last ${Math.round(Number(r.settings.idleCpuMs ?? 0) / 1000)} s; ours were scraped (GET /metrics) once just before, as Prometheus would.`,
     "",
   );
   out.push(
-    "| process | path | RSS after start-up KiB | USS after start-up KiB | KiB per idle conn | KiB per idle conn, first batch | RSS idle after load KiB | USS idle after load KiB | RSS quiet after load KiB | USS quiet after load KiB |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| process | path | RSS after start-up KiB | USS after start-up KiB | KiB per idle conn | KiB per idle conn, first batch | RSS idle after load KiB | USS idle after load KiB | RSS quiet after load KiB | USS quiet after load KiB | CPU idle ms/s |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   );
   const kib = (v: number | null, digits = 0): string => (v === null ? "—" : fmt(v, digits));
   for (const p of r.paths) {
     for (const x of p.processes) {
       out.push(
-        `| ${x.name} | ${p.label} | ${kib(x.rssStartKiB)} | ${kib(x.ussStartKiB)} | ${kib(x.kibPerConn, 1)} | ${kib(x.kibPerConnFirst, 1)} | ${kib(x.rssAfterLoadKiB)} | ${kib(x.ussAfterLoadKiB)} | ${kib(x.rssQuietKiB)} | ${kib(x.ussQuietKiB)} |`,
+        `| ${x.name} | ${p.label} | ${kib(x.rssStartKiB)} | ${kib(x.ussStartKiB)} | ${kib(x.kibPerConn, 1)} | ${kib(x.kibPerConnFirst, 1)} | ${kib(x.rssAfterLoadKiB)} | ${kib(x.ussAfterLoadKiB)} | ${kib(x.rssQuietKiB)} | ${kib(x.ussQuietKiB)} | ${kib(x.cpuIdleMsPerS, 2)} |`,
       );
     }
   }

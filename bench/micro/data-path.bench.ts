@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     open: { rate: 1000, conns: 16, warmupMs: 300, durationMs: 2000 },
     throughputS: seconds, connRateS: seconds,
     bulkBytes: Number(arg("bulk-mib", "64")) * 1024 * 1024,
-    idleConns: 0, settleMs: 0, quietMs: 0, startups: 0,
+    idleConns: 0, settleMs: 0, quietMs: 0, idleCpuMs: 0, startups: 0,
   };
   const pinning = planPinning(allowedCpus(), hasTaskset());
   const group = new ProcessGroup({ tasksetAvailable: pinning.generator !== undefined });

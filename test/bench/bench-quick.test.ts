@@ -97,6 +97,8 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
         assert.ok(typeof x[k] === "number" && x[k] > 0, `${x.name}.${k} is a number > 0 (${why})`);
       }
       assert.ok(x.ussStartKiB! < x.rssStartKiB!, `${x.name}: USS is a part of RSS`);
+      // Idle is not free: a process wakes for its timers (ours at least for the event loop sampler a scrape started).
+      assert.ok(typeof x.cpuIdleMsPerS === "number" && x.cpuIdleMsPerS > 0, `${x.name}.cpuIdleMsPerS is a number > 0 (${why})`);
     }
     // The idle connections pass through the client-side and the server-side proxy (not the bulk sidecar).
     if (p.id !== "direct") {
@@ -127,7 +129,7 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
   assert.match(md, /\| \*ours\/haproxy\* \|/);
   const perProcess = md.split("\n").filter((l) => /^\| \S+ \| (connect-sidecar|haproxy) \|/.test(l));
   assert.equal(perProcess.length, results.paths.reduce((n, p) => n + p.processes.length, 0), "a per-process row per proxy process");
-  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$/, row);
+  for (const row of perProcess) assert.match(row, /^\| \S+ \| \S+ \| [\d,]+ \| [\d,]+ \| (-?[\d,.]+|—) \| (-?[\d,.]+|—) \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d,.]+ \|$/, row);
   assert.match(md, /Node 24\.\d+\.\d+, OpenSSL /);
 
   const svg = readFileSync(join(outDir, "latency.svg"), "utf8");

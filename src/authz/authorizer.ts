@@ -77,7 +77,6 @@ export interface AuthorizerOptions {
 export const DEFAULT_IDLE_EVICT_MS = 3 * 24 * 3_600_000;
 const DEFAULT_RECHECK_CONCURRENCY = 8;
 const MAX_SWEEP_INTERVAL_MS = 3_600_000;
-const METRICS_FLUSH_INTERVAL_MS = 1_000;
 /** A decide that keeps seeing newer policy generations while it waits gives up (fail closed) after this. */
 const MAX_DECIDE_ROUNDS = 5;
 
@@ -155,8 +154,7 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
 
   const sweepTimer = setInterval(sweepIdle, sweepIntervalMs);
   sweepTimer.unref();
-  const flushTimer = deps.metrics ? setInterval(counts.flush, METRICS_FLUSH_INTERVAL_MS) : undefined;
-  flushTimer?.unref();
+  deps.metrics?.authzDecisionBatches.add(counts.flush);
   void followIntentions();
 
   /** Read through a call: TypeScript would otherwise keep a narrowing of `health` across awaits. */
@@ -426,7 +424,7 @@ export function createAuthorizer(agent: AgentClient, deps: AuthorizerDeps, opts:
       health = "closed";
       stop.abort();
       clearInterval(sweepTimer);
-      if (flushTimer !== undefined) clearInterval(flushTimer);
+      deps.metrics?.authzDecisionBatches.delete(counts.flush);
       counts.flush();
       if (entries.size > 0) cacheGauge?.dec(entries.size);
       entries.clear();

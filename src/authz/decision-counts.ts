@@ -1,6 +1,7 @@
 // Decision counting for the hot path. A prom-client labelled `inc` hashes its labels and
 // allocates a result object on every call (~200 ns); a cache hit must cost a few ns. So
-// decisions are counted in a plain typed array and added to `authzDecisions` in batches.
+// decisions are counted in a plain typed array and added to `authzDecisions` in batches, when the
+// counter is read (metrics.authzDecisionBatches).
 import type { Metrics } from "../ops/index.js";
 import type { Verdict } from "./verdict.js";
 

@@ -45,7 +45,7 @@ async function setup(t: TestContext, o: Setup = {}) {
   return { fake, authz, clock, metrics, captured };
 }
 
-/** authz_decisions_total{result, source} (after close(), which flushes the batched counts). */
+/** authz_decisions_total{result, source}: a read adds the batched counts. */
 async function decisions(metrics: ReturnType<typeof createMetrics>, result: Verdict, source: string): Promise<number> {
   const m = await metrics.authzDecisions.get();
   return m.values.find((v) => v.labels.result === result && v.labels.source === source)?.value ?? 0;
@@ -313,4 +313,14 @@ test("bad options are configuration errors", async (t) => {
   assert.throws(() => createAuthorizer(agent, deps, { target: "api", maxStaleMs: 1, idleEvictMs: 0, revokeLive: true }), {
     code: "config",
   });
+});
+
+test("decision counts reach authz_decisions_total when it is read, with no timer, and stop when the authorizer closes", async (t) => {
+  const { authz, metrics } = await setup(t, { intentions: { web: "allow" } });
+  assert.equal(await authz.decide(WEB, SERIAL), "allow");
+  for (let i = 0; i < 5; i++) assert.equal(authz.peek(WEB), "allow");
+  assert.equal(await decisions(metrics, "allow", "cache"), 5, "a read right after the decisions sees them");
+  assert.match(await metrics.scrape(), /^connect_sidecar_authz_decisions_total\{result="allow",source="agent"\} 1$/m, "a scrape too");
+  authz.close();
+  assert.equal(metrics.authzDecisionBatches.size, 0, "a closed authorizer's batch is no longer read");
 });

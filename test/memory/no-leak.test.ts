@@ -65,8 +65,8 @@ test("3,000 short connections through upstream and public listeners return every
   assert.equal(await counter(apiSide.metrics, "connect_sidecar_connections_active", "public"), 0);
   assert.equal(await counter(webSide.metrics, "connect_sidecar_connections_active", "upstream:api"), 0);
 
-  // No per-connection label children: a series set bounded by reasons (authz decisions are flushed
-  // on a timer, so their few children may appear late), never one that grows with connections.
+  // No per-connection label children: a series set bounded by reasons (authz decisions are added when
+  // the counter is read, so their few children appear with the first read), never one that grows with connections.
   const afterSeries = [await seriesCounts(apiSide.metrics), await seriesCounts(webSide.metrics)];
   for (const [i, after] of afterSeries.entries()) {
     for (const [name, n] of after) assert.ok(n - (baseSeries[i]!.get(name) ?? 0) <= 4, `${name}: ${baseSeries[i]!.get(name)} → ${n} series`);

@@ -17,7 +17,7 @@ import { pino } from "pino";
 import { createAgentClient, registerService, resolveAgentConfig } from "../src/agent/index.js";
 import { startDevAgent } from "../src/dev-agent/index.js";
 import { pickFreePort as freePort } from "../src/net/index.js";
-import { liveThreadsCpuNs, userSysNs } from "./harness/usage.js";
+import { cpuSince, cpuSnapshot, processCpuNs } from "./harness/usage.js";
 
 const { values } = parseArgs({
   options: {
@@ -56,15 +56,13 @@ function status(port: number, path: string): Promise<number> {
 }
 
 /**
- * CPU of `pid` in ms: its live threads' schedstat (to the ns; execve keeps the main thread, so the
- * first Node boot is in it, not the few ms its helper threads ran before execve ended them), else
- * utime + stime (whole 10 ms ticks).
+ * CPU of `pid` in ms so far. execve keeps the main thread, so the first Node boot is in it; the few ms
+ * its helper threads ran before execve ended them are not.
  */
 function cpuMs(pid: number): number {
-  const ns = liveThreadsCpuNs(pid);
-  if (ns !== undefined) return ns / 1e6;
-  const t = userSysNs(pid)!;
-  return (t.userNs + t.sysNs) / 1e6;
+  const ns = processCpuNs(pid);
+  if (ns === undefined) throw new Error(`cannot read the CPU time of ${pid}`);
+  return ns / 1e6;
 }
 
 function footprint(pid: number): Pick<Sample, "rssMiB" | "anonMiB" | "fileMiB"> {
@@ -95,9 +93,11 @@ async function runOnce(cli: string, agentAddr: string, adminPort: number): Promi
     if (idleMs > 0) {
       if (values.scrape && (await status(adminPort, "/metrics")) !== 200) throw new Error(`${cli}: GET /metrics failed`);
       await sleep(idleDelayMs);
-      const before = cpuMs(child.pid!);
+      const before = cpuSnapshot([child.pid!]);
       await sleep(idleMs);
-      idleCpuMsPerS = ((cpuMs(child.pid!) - before) * 1000) / idleMs;
+      const spent = cpuSince(before);
+      if (spent === undefined) throw new Error(`${cli}: cannot read its CPU time`);
+      idleCpuMsPerS = spent.ns / 1e6 / (idleMs / 1000);
     }
     return { readyMs, cpuMs: cpu, ...memory, idleCpuMsPerS };
   } finally {

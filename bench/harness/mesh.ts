@@ -17,10 +17,10 @@ import {
 import { startDevAgent, type DevAgent } from "../../src/dev-agent/index.js";
 import { pickFreePort } from "../../src/net/index.js";
 import type { ChildHandle, ProcessGroup } from "./children.js";
+import { dial, HttpConn, requestBytes, type Target } from "./http-conn.js";
 
 /** The CLI the bench runs: the bundle `npm run build` makes, which the installed command runs too. */
 export const BUNDLED_CLI = fileURLToPath(new URL("../../bundle/cli.js", import.meta.url));
-import { dial, HttpConn, requestBytes, type Target } from "./http-conn.js";
 
 export interface Mesh {
   agent: DevAgent;

@@ -77,10 +77,13 @@ function threadNs(pid: number): Map<string, number> | undefined {
   return out.size > 0 ? out : undefined;
 }
 
-/** CPU ns of a process's live threads (schedstat, exact to the ns), or undefined when it cannot be read. */
-export function liveThreadsCpuNs(pid: number): number | undefined {
+/**
+ * CPU ns a process has used so far: its live threads' schedstat (exact to the ns; threads that exited
+ * are not in it), else utime + stime in whole ticks. Undefined when the process cannot be read.
+ */
+export function processCpuNs(pid: number): number | undefined {
   const threads = threadNs(pid);
-  return threads === undefined ? undefined : [...threads.values()].reduce((a, b) => a + b, 0);
+  return threads === undefined ? statNs(pid) : [...threads.values()].reduce((a, b) => a + b, 0);
 }
 
 /**

@@ -97,7 +97,7 @@ test("the quick benchmark writes md, json and svg with a row and figures for eve
         assert.ok(typeof x[k] === "number" && x[k] > 0, `${x.name}.${k} is a number > 0 (${why})`);
       }
       assert.ok(x.ussStartKiB! < x.rssStartKiB!, `${x.name}: USS is a part of RSS`);
-      // Idle is not free: a process wakes for its timers (ours at least for the event loop sampler a scrape started).
+      // Read over the quiet wait's last seconds: every process, haproxy's too, wakes for some timer.
       assert.ok(typeof x.cpuIdleMsPerS === "number" && x.cpuIdleMsPerS > 0, `${x.name}.cpuIdleMsPerS is a number > 0 (${why})`);
     }
     // The idle connections pass through the client-side and the server-side proxy (not the bulk sidecar).

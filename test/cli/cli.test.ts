@@ -4,7 +4,7 @@ import { promisify } from "node:util";
 import { test } from "node:test";
 import { parseCommand, type Command } from "../../src/cli/index.js";
 import { ConfigError } from "../../src/net/index.js";
-import { startCli } from "../e2e/child.js";
+import { startCli, UNBUNDLED_CLI_PATH } from "../e2e/child.js";
 
 const run = promisify(execFile);
 
@@ -90,7 +90,7 @@ test("flag errors name the field and the fix", async () => {
 
 test("usage errors exit 2 with one readable message and no stack trace", async () => {
   for (const argv of [["proxy", "-bogus"], ["proxy"], ["proxy", "-sidecar-for", "web", "-drain-timeout", "soon"], [], ["fly"]]) {
-    const err = await run(process.execPath, [new URL("../../src/cli.js", import.meta.url).pathname, ...argv]).then(
+    const err = await run(process.execPath, [UNBUNDLED_CLI_PATH, ...argv]).then(
       () => assert.fail(`${argv.join(" ")} exited 0`),
       (e: { code: number; stderr: string }) => e,
     );
@@ -98,24 +98,22 @@ test("usage errors exit 2 with one readable message and no stack trace", async (
     assert.match(err.stderr, /^connect-sidecar: /);
     assert.doesNotMatch(err.stderr, /\n\s+at /, "no stack trace");
   }
-  const bogus = await run(process.execPath, [new URL("../../src/cli.js", import.meta.url).pathname, "proxy", "-bogus"]).catch((e: { stderr: string }) => e);
+  const bogus = await run(process.execPath, [UNBUNDLED_CLI_PATH, "proxy", "-bogus"]).catch((e: { stderr: string }) => e);
   assert.match((bogus as { stderr: string }).stderr, /unknown flag -bogus/);
 });
 
 test("--version, -version, -v and `version` print the package version; no command names every command", async () => {
-  const cli = new URL("../../src/cli.js", import.meta.url).pathname;
   for (const word of ["--version", "-version", "-v", "version"]) {
-    const { stdout } = await run(process.execPath, [cli, word]);
+    const { stdout } = await run(process.execPath, [UNBUNDLED_CLI_PATH, word]);
     assert.match(stdout, /^connect-sidecar v\d+\.\d+\.\d+\nNode\.js v/, word);
   }
-  const none = await run(process.execPath, [cli]).catch((e: { stderr: string }) => e);
+  const none = await run(process.execPath, [UNBUNDLED_CLI_PATH]).catch((e: { stderr: string }) => e);
   assert.match((none as { stderr: string }).stderr, /proxy, dev-agent, demo or doctor/);
 });
 
 test("-help works for every command", async () => {
-  const cli = new URL("../../src/cli.js", import.meta.url).pathname;
   for (const cmd of ["proxy", "dev-agent", "demo", "doctor"]) {
-    const { stdout } = await run(process.execPath, [cli, cmd, "-help"]);
+    const { stdout } = await run(process.execPath, [UNBUNDLED_CLI_PATH, cmd, "-help"]);
     assert.match(stdout, new RegExp(`connect-sidecar ${cmd} \\[flags\\]`), cmd);
   }
 });

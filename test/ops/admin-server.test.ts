@@ -54,3 +54,15 @@ test("an address already in use rejects", async (t) => {
   t.after(() => first.close());
   await assert.rejects(startAdminServer({ ...opts, bind: first.address() }, deps), { code: "EADDRINUSE" });
 });
+
+test("/metrics serves the metrics' scrape(): the process metrics, registered by the first scrape, are in it", async (t) => {
+  const metrics = createMetrics(new Registry());
+  const admin = await startAdminServer(
+    { bind: { host: "127.0.0.1", port: 0 }, metrics, readiness: () => ({ t: "ready" }), status: () => status({ t: "ready" }) },
+    { log: createLogger({ level: "silent", json: true }), now: Date.now },
+  );
+  t.after(() => admin.close());
+  const res = await fetch(`${admin.url()}/metrics`);
+  assert.equal(res.headers.get("content-type"), metrics.registry.contentType);
+  assert.match(await res.text(), /^connect_sidecar_process_cpu_seconds_total \S+$/m);
+});

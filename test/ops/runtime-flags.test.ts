@@ -48,7 +48,7 @@ function mappedLibraries(pid: number): string[] {
 }
 
 /**
- * Starts `node dist/src/cli.js proxy` with `env` (static mode against an agent that is not there: it
+ * Starts `node dist/bundle/cli.js proxy` with `env` (static mode against an agent that is not there: it
  * starts, logs, and waits for it), hands its pid and start line to `check` once it has logged, and kills it.
  */
 async function withStartedProxy(t: TestContext, env: NodeJS.ProcessEnv, check: (pid: number, started: { pid: number; preload?: string }) => void): Promise<void> {
@@ -63,7 +63,7 @@ async function withStartedProxy(t: TestContext, env: NodeJS.ProcessEnv, check: (
   await child.exited;
 }
 
-test("`node dist/src/cli.js proxy` runs with the node flags, in the same process; turned off, without them", { skip: process.platform !== "linux" }, async (t) => {
+test("`node dist/bundle/cli.js proxy` runs with the node flags, in the same process; turned off, without them", { skip: process.platform !== "linux" }, async (t) => {
   for (const [env, expectFlags] of [[{}, true], [{ [RUNTIME_FLAGS_ENV]: "off" }, false]] as const) {
     await withStartedProxy(t, env, (pid, started) => {
       assert.equal(started.pid, pid, "the same PID a supervisor started");
